@@ -1,0 +1,34 @@
+"""chunksum: exact, distributed sums on arq workers, with totals stored in Redis."""
+
+from app.errors import (
+    ChunkingError,
+    ChunksumError,
+    InvalidNumberError,
+    RedisUnavailableError,
+    RunFailedError,
+    RunNotDoneError,
+    RunNotFoundError,
+    RunTimeoutError,
+    SettingsError,
+)
+from app.runs import RunStatus
+from app.settings import Settings
+from app.submit import Client, RunResult, submit, submit_sync
+
+__all__ = [
+    "ChunkingError",
+    "ChunksumError",
+    "Client",
+    "InvalidNumberError",
+    "RedisUnavailableError",
+    "RunFailedError",
+    "RunNotDoneError",
+    "RunNotFoundError",
+    "RunResult",
+    "RunStatus",
+    "RunTimeoutError",
+    "Settings",
+    "SettingsError",
+    "submit",
+    "submit_sync",
+]

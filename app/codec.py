@@ -1,0 +1,150 @@
+"""Wire formats: msgpack for arq jobs, and compact chunk payloads of packed numbers.
+
+A chunk travels as a list of *parts*, ``[kind, data]``: ``i1``/``i2``/``i4``/``i8``/``u8``
+are little-endian packed integers (the narrowest kind that holds the chunk's values),
+``f8`` packed float64, and ``big`` a list of signed little-endian byte strings for ints
+beyond 64 bits. Nothing on the wire is ever unpickled: workers decode with msgpack and
+NumPy's ``frombuffer`` on a fixed whitelist of dtypes.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+from app.errors import InvalidNumberError, PayloadError
+from app.exact import ExactSum
+
+Part = list[Any]  # [kind, data]: msgpack turns tuples into lists, so lists it is
+
+INT_KINDS: dict[str, np.dtype[Any]] = {
+    kind: np.dtype(f"<{kind}") for kind in ("i1", "i2", "i4", "i8", "u8")
+}
+FLOAT_KIND = "f8"
+BIG_KIND = "big"
+_FLOAT64 = np.dtype("<f8")
+_INT64 = np.iinfo(np.int64)
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialize an arq job or result; objects msgpack can't hold (exceptions) become repr text."""
+    packed: bytes = msgpack.packb(obj, default=repr)
+    return packed
+
+
+def loads(data: bytes) -> Any:
+    """Deserialize msgpack bytes; never runs code, whatever the bytes are."""
+    return msgpack.unpackb(data)
+
+
+def encode_chunk(values: Sequence[object] | npt.NDArray[Any], offset: int) -> list[Part]:
+    """Pack one chunk's numbers; raise InvalidNumberError naming the first non-number.
+
+    Args:
+        offset: position of the chunk's first number in the whole input, for error messages.
+    """
+    if isinstance(values, np.ndarray):
+        return _encode_array(values.ravel(), offset)
+    if isinstance(values, range) and all(_fits_int64(v) for v in (values.start, values.stop)):
+        return _encode_ints(np.arange(values.start, values.stop, values.step, dtype=np.int64))
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):  # ragged nesting, exotic objects
+        array = None
+    if array is not None and array.ndim == 1:
+        if array.dtype.kind in "iu":
+            return _encode_ints(array)
+        if array.dtype.kind == "f" and all(type(v) is float for v in values):
+            return [[FLOAT_KIND, array.astype(_FLOAT64, copy=False).tobytes()]]
+    return _encode_mixed(values, offset)
+
+
+def sum_parts(parts: object) -> ExactSum:
+    """Decode a chunk's parts (untrusted bytes from Redis) and sum them exactly."""
+    if not isinstance(parts, list) or not parts:
+        raise PayloadError(f"a chunk payload is a non-empty list of parts, got {parts!r:.80}")
+    total = ExactSum()
+    for part in parts:
+        total += _sum_part(part)
+    return total
+
+
+def _sum_part(part: object) -> ExactSum:
+    match part:
+        case [str() as kind, bytes() as data] if kind in INT_KINDS:
+            return ExactSum.of_ints(_frombuffer(data, INT_KINDS[kind]))
+        case [str() as kind, bytes() as data] if kind == FLOAT_KIND:
+            return ExactSum.of_floats(_frombuffer(data, _FLOAT64))
+        case [str() as kind, list() as items] if kind == BIG_KIND:
+            if not all(isinstance(item, bytes) for item in items):
+                raise PayloadError("a 'big' part holds byte strings only")
+            return ExactSum.of_big_ints([int.from_bytes(i, "little", signed=True) for i in items])
+    raise PayloadError(f"unknown chunk part {part!r:.80}; this worker knows {_known_kinds()}")
+
+
+def _frombuffer(data: bytes, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    if len(data) % dtype.itemsize:
+        raise PayloadError(f"{len(data)} bytes is not a whole number of {dtype.str} values")
+    return np.frombuffer(data, dtype=dtype)
+
+
+def _fits_int64(value: int) -> bool:
+    return bool(_INT64.min <= value <= _INT64.max)
+
+
+def _known_kinds() -> str:
+    return ", ".join([*INT_KINDS, FLOAT_KIND, BIG_KIND])
+
+
+def _encode_array(array: npt.NDArray[Any], offset: int) -> list[Part]:
+    kind = array.dtype.kind
+    if kind == "b":
+        return _encode_ints(array.astype(np.uint8))
+    if kind in "iu":
+        return _encode_ints(array)
+    if kind == "f" and array.dtype.itemsize <= 8:  # float16/32 widen to float64 exactly
+        return [[FLOAT_KIND, array.astype(_FLOAT64, copy=False).tobytes()]]
+    if kind == "f":
+        raise InvalidNumberError(
+            f"{array.dtype} arrays can't be summed exactly as float64; convert them with "
+            ".astype(float) if that rounding is acceptable",
+            position=offset,
+        )
+    return _encode_mixed(array.tolist(), offset)
+
+
+def _encode_ints(array: npt.NDArray[np.integer]) -> list[Part]:
+    if not array.size:
+        return []
+    low, high = int(array.min()), int(array.max())
+    for kind in ("i1", "i2", "i4", "i8"):
+        info = np.iinfo(INT_KINDS[kind])
+        if info.min <= low and high <= info.max:
+            return [[kind, array.astype(INT_KINDS[kind], copy=False).tobytes()]]
+    return [["u8", array.astype(INT_KINDS["u8"], copy=False).tobytes()]]
+
+
+def _encode_mixed(values: Sequence[object], offset: int) -> list[Part]:
+    small: list[int] = []
+    big: list[int] = []
+    floats: list[float] = []
+    for position, value in enumerate(values, offset):
+        if isinstance(value, int | np.integer):
+            (small if _fits_int64(int(value)) else big).append(int(value))
+        elif isinstance(value, float | np.floating) and np.finfo(type(value)).bits <= 64:
+            floats.append(float(value))
+        else:
+            raise InvalidNumberError(
+                f"item {position} of the input is {value!r:.60} ({type(value).__name__}), "
+                "not an int or a float; pass numbers only, e.g. [1, 2.5, -3]",
+                position=position,
+            )
+    parts = _encode_ints(np.array(small, dtype=np.int64))
+    if big:
+        sizes = [v.bit_length() // 8 + 1 for v in big]
+        parts.append([BIG_KIND, [v.to_bytes(n, "little", signed=True) for v, n in zip(big, sizes)]])
+    if floats:
+        parts.append([FLOAT_KIND, np.array(floats, dtype=_FLOAT64).tobytes()])
+    return parts

@@ -1,0 +1,53 @@
+"""Exceptions chunksum raises: one base class, one subclass per condition a caller can act on."""
+
+
+class ChunksumError(Exception):
+    """Base class of every error chunksum raises on purpose."""
+
+
+class SettingsError(ChunksumError, ValueError):
+    """A setting (environment variable, URL or argument) has a value chunksum can't use."""
+
+
+class ChunkingError(ChunksumError, ValueError):
+    """``chunks``/``chunk_size`` are missing, both given, not positive, or unusable for the input."""
+
+
+class InvalidNumberError(ChunksumError, TypeError):
+    """An input item is not an int or a float; carries its position in the input."""
+
+    def __init__(self, message: str, *, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+class PayloadError(ChunksumError, ValueError):
+    """A chunk payload read from Redis is malformed; the worker refuses it."""
+
+
+class RedisUnavailableError(ChunksumError, ConnectionError):
+    """Redis can't be reached, or refused the credentials."""
+
+
+class RedisServerError(ChunksumError):
+    """The private Redis server that chunksum starts itself failed to start."""
+
+
+class RunNotFoundError(ChunksumError, LookupError):
+    """No run with this id exists under this key prefix (or its record has expired)."""
+
+
+class RunFailedError(ChunksumError):
+    """A run failed: a chunk could not be summed, or the run was cancelled or abandoned."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class RunTimeoutError(RunFailedError, TimeoutError):
+    """A run did not finish within its ``timeout``; it is marked failed and its jobs removed."""
+
+
+class RunNotDoneError(ChunksumError):
+    """The run exists but has no total yet (it is queued or running)."""

@@ -1,0 +1,151 @@
+"""Exact sums that merge in any order: the arithmetic that makes totals chunking-independent.
+
+A partial sum is kept exactly as ``mantissa * 2**exponent`` (every float64 is such a
+number, and so is every sum of them), together with flags: whether a float took part
+(then the total is a float, as with Python's ``sum``) and which IEEE specials were seen.
+Merging partials is exact integer arithmetic, so the final total is the exact sum
+rounded once, correctly, to float64: the value ``math.fsum`` returns where it returns.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+
+FLOAT = 1
+NAN = 2
+POS_INF = 4
+NEG_INF = 8
+
+# Blocks keep every intermediate NumPy sum exact: see _sum_int64 and ExactSum.of_floats.
+_BLOCK = 1 << 24
+_LOW26 = (1 << 26) - 1
+_LOW32 = (1 << 32) - 1
+_INT64 = np.iinfo(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class ExactSum:
+    """An exact sum ``mantissa * 2**exponent`` with flags; ``+`` merges two sums exactly."""
+
+    mantissa: int = 0
+    exponent: int = 0
+    flags: int = 0
+
+    @classmethod
+    def of(cls, mantissa: int, exponent: int, flags: int) -> Self:
+        """Return the canonical form: an odd mantissa, or zero with exponent 0."""
+        if mantissa == 0:
+            return cls(0, 0, flags)
+        zeros = (mantissa & -mantissa).bit_length() - 1
+        return cls(mantissa >> zeros, exponent + zeros, flags)
+
+    @classmethod
+    def of_ints(cls, values: npt.NDArray[np.integer]) -> Self:
+        """Sum an integer array exactly, whatever its dtype and values."""
+        total = sum(_sum_int64(values[i : i + _BLOCK]) for i in range(0, values.size, _BLOCK))
+        return cls.of(total, 0, 0)
+
+    @classmethod
+    def of_big_ints(cls, values: list[int]) -> Self:
+        """Sum Python ints of any size."""
+        return cls.of(sum(values), 0, 0)
+
+    @classmethod
+    def of_floats(cls, values: npt.NDArray[np.float64]) -> Self:
+        """Sum a float64 array exactly, tracking NaN and infinities as IEEE flags."""
+        flags = FLOAT
+        finite = np.isfinite(values)
+        if not finite.all():
+            special = values[~finite]
+            flags |= NAN if np.isnan(special).any() else 0
+            flags |= POS_INF if (special > 0).any() else 0
+            flags |= NEG_INF if (special < 0).any() else 0
+            values = values[finite]
+        # x == m * 2**e with 0.5 <= |m| < 1, so m * 2**53 is an integer of at most 53 bits
+        fractions, exponents = np.frexp(values)
+        mantissas = (fractions * 2.0**53).astype(np.int64)
+        nonzero = mantissas != 0
+        if not nonzero.any():
+            return cls(0, 0, flags)
+        mantissas, exponents = mantissas[nonzero], exponents[nonzero].astype(np.int64) - 53
+        base = int(exponents.min())
+        total = 0
+        for i in range(0, mantissas.size, _BLOCK):
+            total += _sum_by_exponent(mantissas[i : i + _BLOCK], exponents[i : i + _BLOCK] - base)
+        return cls.of(total, base, flags)
+
+    def __add__(self, other: "ExactSum") -> "ExactSum":
+        low = min(self.exponent, other.exponent)
+        mantissa = (self.mantissa << (self.exponent - low)) + (other.mantissa << (other.exponent - low))
+        return ExactSum.of(mantissa, low, self.flags | other.flags)
+
+    def value(self) -> int | float:
+        """Return the total: an int if no float took part, else the correctly rounded float."""
+        if self.flags & NAN or self.flags & (POS_INF | NEG_INF) == POS_INF | NEG_INF:
+            return math.nan
+        if self.flags & POS_INF:
+            return math.inf
+        if self.flags & NEG_INF:
+            return -math.inf
+        if not self.flags & FLOAT:
+            return self.mantissa << self.exponent
+        try:
+            # int -> float and int / int are correctly rounded (round half to even) in CPython
+            if self.exponent >= 0:
+                return float(self.mantissa << self.exponent)
+            return self.mantissa / (1 << -self.exponent)
+        except OverflowError:
+            return math.copysign(math.inf, self.mantissa)
+
+    def to_wire(self) -> list[int | bytes]:
+        """Return a msgpack-able form; mantissas beyond 64 bits travel as signed bytes."""
+        if _INT64.min <= self.mantissa <= _INT64.max:
+            return [self.mantissa, self.exponent, self.flags]
+        size = self.mantissa.bit_length() // 8 + 1
+        return [self.mantissa.to_bytes(size, "little", signed=True), self.exponent, self.flags]
+
+    @classmethod
+    def from_wire(cls, wire: object) -> Self:
+        """Rebuild a sum from :meth:`to_wire`'s form; raise ValueError if it is malformed."""
+        match wire:
+            case [int() | bytes() as mantissa, int() as exponent, int() as flags]:
+                if isinstance(mantissa, bytes):
+                    mantissa = int.from_bytes(mantissa, "little", signed=True)
+                return cls.of(mantissa, exponent, flags)
+        raise ValueError(f"not an exact partial sum: {wire!r:.80}")
+
+
+def total_text(total: int | float) -> tuple[str, str]:
+    """Return (text, type) as stored in Redis: a decimal int, or a float's round-trip repr."""
+    if isinstance(total, int):
+        return str(total), "int"
+    return repr(total), "float"
+
+
+def parse_total(text: str, kind: str) -> int | float:
+    """Invert :func:`total_text`."""
+    return int(text) if kind == "int" else float(text)
+
+
+def _sum_int64(values: npt.NDArray[np.integer]) -> int:
+    if values.dtype.itemsize < 8:
+        # fewer than 2**32 values of at most 32 bits: an int64 accumulator can't overflow
+        return int(values.sum(dtype=np.int64))
+    accumulator = np.uint64 if values.dtype.kind == "u" else np.int64
+    low = (values & _LOW32).sum(dtype=accumulator)
+    high = (values >> 32).sum(dtype=accumulator)
+    return (int(high) << 32) + int(low)
+
+
+def _sum_by_exponent(mantissas: npt.NDArray[np.int64], shifts: npt.NDArray[np.int64]) -> int:
+    # Bin 27-bit halves by exponent: at most 2**24 values of magnitude < 2**27 per bin sum to
+    # less than 2**51, which float64 bincount weights hold exactly.
+    high = np.bincount(shifts, weights=mantissas >> 26)
+    low = np.bincount(shifts, weights=mantissas & _LOW26)
+    total = 0
+    for shift in np.flatnonzero((high != 0) | (low != 0)):
+        total += ((int(high[shift]) << 26) + int(low[shift])) << int(shift)
+    return total

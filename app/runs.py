@@ -1,0 +1,169 @@
+"""A run's state in Redis: its hash, its partials, its inbox; every write is atomic (Lua).
+
+Status moves ``queued -> running -> done``, or to ``failed``/``cancelled`` from either
+active state. Only an active run accepts partials, and only once per chunk index, so a
+chunk run twice (a retry, a duplicate delivery) never counts twice; the total is written
+once, by the submitter, after every chunk's partial has arrived.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from app import codec
+from app.errors import RunNotFoundError
+from app.exact import ExactSum, parse_total, total_text
+from app.keys import Keys, arq_job_key, job_id
+
+ACTIVE = ("queued", "running")
+
+# Lists vanish when drained and hashes are created by their first field, so every write
+# (re)sets the expiry: a run whose submitter died can't leave keys behind for good.
+# ARGV[1] is the expiry in seconds, '' for none.
+_EXPIRE = """
+local function expire(key)
+  if ARGV[1] ~= '' then redis.call('EXPIRE', key, ARGV[1]) end
+end
+"""
+
+# KEYS: run, partials, inbox. ARGV: ttl, chunk index, inbox entry, now.
+_RECORD = _EXPIRE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'done_chunks', 1)
+if status == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4]) end
+expire(KEYS[2])
+expire(KEYS[3])
+return 1
+"""
+
+# KEYS: run, partials, inbox. ARGV: ttl, new status, now, inbox entry ('' for none), then
+# field/value pairs. Ends an active run: its partials go, the entry (a chunk's failure) is
+# left for the submitter, and the run hash stays for the retention time.
+_END = _EXPIRE + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return status or false end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 5))
+redis.call('DEL', KEYS[2], KEYS[3])
+if ARGV[4] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[4])
+  expire(KEYS[3])
+end
+expire(KEYS[1])
+return 'ok'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """A run as stored in Redis."""
+
+    run_id: str
+    status: str
+    total: int | float | None
+    count: int | None
+    chunks: int | None
+    done_chunks: int
+    created_at: float
+    finished_at: float | None
+    error: str | None
+
+    @classmethod
+    def from_hash(cls, run_id: str, fields: dict[str, str]) -> "RunStatus":
+        """Parse the run hash's fields (all strings)."""
+        total = fields.get("total")
+
+        def number(name: str) -> int | None:
+            return int(fields[name]) if fields.get(name) else None
+
+        return cls(
+            run_id=run_id,
+            status=fields["status"],
+            total=parse_total(total, fields["total_type"]) if total is not None else None,
+            count=number("count"),
+            chunks=number("chunks"),
+            done_chunks=int(fields.get("done_chunks", 0)),
+            created_at=float(fields["created_at"]),
+            finished_at=float(fields["finished_at"]) if fields.get("finished_at") else None,
+            error=fields.get("error"),
+        )
+
+
+class RunStore:
+    """Reads and writes runs for one deployment (one key prefix)."""
+
+    def __init__(self, redis: "Redis[bytes]", keys: Keys, *, ttl_s: float | None) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = ttl_s
+        self._ttl = "" if ttl_s is None else str(math.ceil(ttl_s))
+        self._record = redis.register_script(_RECORD)
+        self._end = redis.register_script(_END)
+
+    async def create(self, run_id: str, *, chunks: int | None) -> None:
+        """Store a new queued run."""
+        key = self.keys.run(run_id)
+        fields = {"status": "queued", "chunks": "" if chunks is None else chunks}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={**fields, "done_chunks": 0, "created_at": _now()})
+            if self.ttl_s is not None:
+                pipe.expire(key, math.ceil(self.ttl_s))
+            await pipe.execute()
+
+    async def record(self, run_id: str, index: int, partial: ExactSum) -> bool:
+        """Record chunk ``index``'s partial once; return False for a duplicate or ended run."""
+        entry = codec.dumps([index, partial.to_wire()])
+        args = [self._ttl, index, entry, _now()]
+        return bool(await self._record(keys=self.keys.run_keys(run_id), args=args))
+
+    async def fail_chunk(self, run_id: str, index: int, message: str) -> None:
+        """Fail the run because chunk ``index`` can't be summed, and tell the submitter."""
+        await self.end(run_id, "failed", inbox_entry=codec.dumps([index, None, message]), error=message)
+
+    async def end(
+        self, run_id: str, status: str, *, inbox_entry: bytes = b"", **fields: object
+    ) -> str | None:
+        """Move an active run to ``status`` with ``fields``; return None, or the status it had."""
+        args: list[Any] = [self._ttl, status, _now(), inbox_entry]
+        for name, value in fields.items():
+            args += [name, str(value)]
+        outcome = await self._end(keys=self.keys.run_keys(run_id), args=args)
+        if outcome == b"ok":
+            return None
+        return outcome.decode() if outcome else "missing"
+
+    async def finish(self, run_id: str, total: ExactSum, *, count: int, chunks: int) -> str | None:
+        """Write the total of a run whose partials have all arrived: once, to an active run."""
+        text, kind = total_text(total.value())
+        return await self.end(
+            run_id, "done", total=text, total_type=kind, count=count, chunks=chunks
+        )
+
+    async def remove_jobs(self, run_id: str, indexes: list[int]) -> None:
+        """Take a run's not-yet-finished chunk jobs off the queue."""
+        if not indexes:
+            return
+        job_ids = [job_id(run_id, i) for i in indexes]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.queue, *job_ids)
+            pipe.delete(*[arq_job_key(job_id) for job_id in job_ids])
+            await pipe.execute()
+
+    async def read(self, run_id: str) -> RunStatus:
+        """Return the run, or raise RunNotFoundError."""
+        raw = await self.redis.hgetall(self.keys.run(run_id))
+        if not raw:
+            raise RunNotFoundError(
+                f"no run {run_id!r} under key prefix {self.keys.prefix!r}: check the id and "
+                "CHUNKSUM_KEY_PREFIX (finished runs expire after CHUNKSUM_RESULT_TTL_S)"
+            )
+        return RunStatus.from_hash(run_id, {k.decode(): v.decode() for k, v in raw.items()})
+
+
+def _now() -> str:
+    return f"{time.time():.3f}"

@@ -1,0 +1,85 @@
+"""Settings: a frozen dataclass, read from the environment once, at the edges."""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from app.errors import SettingsError
+from app.keys import DEFAULT_PREFIX
+
+ENV_PREFIX = "CHUNKSUM_"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything chunksum can be configured with; see the README's configuration table."""
+
+    # None: `chunksum run` starts a private Redis; other commands use DEFAULT_REDIS_URL
+    redis_url: str | None = field(default=None, repr=False)
+    redis_ca_file: str | None = None
+    key_prefix: str = DEFAULT_PREFIX
+    chunk_size: int = 65_536
+    max_in_flight: int = 64
+    result_ttl_s: float | None = 86_400.0
+    job_timeout_s: float = 300.0
+    worker_max_jobs: int = 10
+    worker_poll_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_size", "max_in_flight", "worker_max_jobs"):
+            _check_positive(name, getattr(self, name))
+        for name in ("job_timeout_s", "worker_poll_s"):
+            _check_positive(name, getattr(self, name))
+        if self.result_ttl_s is not None:
+            _check_positive("result_ttl_s", self.result_ttl_s)
+        if not self.key_prefix or any(c in self.key_prefix for c in " *?[]"):
+            raise SettingsError(
+                f"key_prefix {self.key_prefix!r} must be non-empty, without spaces or glob "
+                "characters; use e.g. 'chunksum' or 'chunksum-staging'"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        """Build settings from ``REDIS_URL`` and ``CHUNKSUM_*`` variables; unset ones keep defaults."""
+        values: dict[str, Any] = {}
+        if url := env.get("REDIS_URL"):
+            values["redis_url"] = url
+        for f in fields(cls):
+            if f.name == "redis_url":
+                continue
+            var = ENV_PREFIX + f.name.upper()
+            if (raw := env.get(var)) is not None:
+                values[f.name] = _parse(var, raw, _PARSERS[f.name])
+        return cls(**values)
+
+
+def _optional_ttl(raw: str) -> float | None:
+    return None if raw.strip().lower() in {"", "none", "0"} else float(raw)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "redis_ca_file": str,
+    "key_prefix": str,
+    "chunk_size": int,
+    "max_in_flight": int,
+    "result_ttl_s": _optional_ttl,
+    "job_timeout_s": float,
+    "worker_max_jobs": int,
+    "worker_poll_s": float,
+}
+
+
+def _parse(var: str, raw: str, parse: Callable[[str], T]) -> T:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        kind = "an integer, e.g. 1000" if parse is int else "a number, e.g. 2.5"
+        raise SettingsError(f"{var}={raw!r} is not {kind}") from exc
+
+
+def _check_positive(name: str, value: float) -> None:
+    if value <= 0:
+        var = ENV_PREFIX + name.upper()
+        raise SettingsError(f"{name} (env {var}) must be positive, got {value!r}")

@@ -1,0 +1,269 @@
+"""Submit numbers: chunk them, enqueue one arq job per chunk, gather the partials, store the total.
+
+Partials come back through a per-run Redis list that the submitter reads with BLPOP, so
+it wakes the moment a worker pushes, with no polling. At most ``max_in_flight`` chunks
+are queued or running at once: a generator is read as fast as the workers keep up.
+"""
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any, Self
+
+from arq.connections import ArqRedis
+from arq.jobs import serialize_job
+
+from app import codec
+from app.chunking import Chunk, Numbers, plan
+from app.connection import connect
+from app.errors import RunFailedError, RunNotDoneError, RunTimeoutError
+from app.exact import ExactSum
+from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
+from app.runs import RunStatus, RunStore
+from app.settings import Settings
+
+Progress = Callable[[int, int | None], None]
+"""Called with (chunks done, chunks in all, or None while a stream is still being read)."""
+
+# BLPOP wakes on a push at once; the slice only bounds how long a dead run goes unnoticed.
+WAIT_SLICE_S = 5.0
+PIPELINE_BYTES = 1 << 20
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """A finished run: its id, exact total, how many numbers and chunks, and the wall time."""
+
+    run_id: str
+    total: int | float
+    count: int
+    chunks: int
+    elapsed_s: float
+
+
+@dataclass(slots=True)
+class _Run:
+    """The submitter's side of a run in progress."""
+
+    run_id: str
+    chunks: int | None
+    deadline: float | None
+    pending: set[int] = field(default_factory=set)
+    total: ExactSum = field(default_factory=ExactSum)
+    count: int = 0
+    sent: int = 0
+    done: int = 0
+
+    def accept(self, entry: bytes) -> None:
+        """Add one inbox entry's partial, or raise the chunk's failure."""
+        match codec.loads(entry):
+            case [int() as index, None, str() as error]:
+                raise RunFailedError(f"run {self.run_id} failed: {error}", run_id=self.run_id)
+            case [int() as index, wire] if index in self.pending:
+                self.pending.remove(index)
+                self.total += ExactSum.from_wire(wire)
+                self.done += 1
+
+
+class Client:
+    """A connection to one chunksum deployment; reuse it for many submits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._job_ttl_ms = int((settings.result_ttl_s or 86_400) * 1000)
+        self._redis: ArqRedis | None = None
+        self._runs: RunStore | None = None
+
+    async def __aenter__(self) -> Self:
+        self._redis = await connect(self.settings)
+        self._runs = RunStore(self._redis, self.keys, ttl_s=self.settings.result_ttl_s)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.redis.aclose()
+
+    @property
+    def redis(self) -> ArqRedis:
+        """Return the open connection pool."""
+        if self._redis is None:
+            raise RuntimeError("use the Client in `async with Client(settings) as client:`")
+        return self._redis
+
+    @property
+    def runs(self) -> RunStore:
+        """Return the run store."""
+        if self._runs is None:
+            raise RuntimeError("use the Client in `async with Client(settings) as client:`")
+        return self._runs
+
+    async def submit(
+        self,
+        numbers: Numbers,
+        *,
+        chunks: int | None = None,
+        chunk_size: int | None = None,
+        timeout: float | None = None,
+        on_progress: Progress | None = None,
+    ) -> RunResult:
+        """Sum ``numbers`` on the workers and store the total in Redis; see :func:`submit`."""
+        started = time.perf_counter()
+        chunked = plan(numbers, chunks=chunks, chunk_size=chunk_size, default_size=self.settings.chunk_size)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        run = _Run(uuid.uuid4().hex, chunked.chunks, deadline)
+        await self.runs.create(run.run_id, chunks=run.chunks)
+        try:
+            await self._drive(run, chunked.items, on_progress)
+            ended = await self.runs.finish(run.run_id, run.total, count=run.count, chunks=run.sent)
+        except BaseException as exc:
+            await asyncio.shield(self._abandon(run, exc))
+            raise
+        if ended is not None:
+            raise RunFailedError(f"run {run.run_id} was {ended} before it finished", run_id=run.run_id)
+        total = run.total.value()
+        return RunResult(run.run_id, total, run.count, run.sent, time.perf_counter() - started)
+
+    async def status(self, run_id: str) -> RunStatus:
+        """Return a run's stored state; raise RunNotFoundError for an unknown id."""
+        return await self.runs.read(run_id)
+
+    async def result(self, run_id: str) -> int | float:
+        """Return a finished run's total; raise RunFailedError or RunNotDoneError otherwise."""
+        run = await self.runs.read(run_id)
+        if run.status == "done" and run.total is not None:
+            return run.total
+        if run.status in ("failed", "cancelled"):
+            raise RunFailedError(f"run {run_id} {run.status}: {run.error}", run_id=run_id)
+        raise RunNotDoneError(
+            f"run {run_id} is {run.status} ({run.done_chunks} of {run.chunks or '?'} chunks done); "
+            "try again later"
+        )
+
+    async def _drive(self, run: _Run, items: Iterator[Chunk], on_progress: Progress | None) -> None:
+        exhausted = False
+        while True:
+            free = self.settings.max_in_flight - len(run.pending)
+            if not exhausted and free > 0:
+                exhausted = await self._enqueue(run, itertools.islice(items, free)) < free
+            elif not run.pending:
+                return
+            else:
+                await self._collect(run)
+                if on_progress is not None:
+                    on_progress(run.done, run.sent if exhausted else run.chunks)
+
+    async def _enqueue(self, run: _Run, chunks: Iterator[Chunk]) -> int:
+        """Encode and enqueue chunks, one pipeline per megabyte; return how many."""
+        pipe = self.redis.pipeline(transaction=False)
+        count = size = 0
+        for chunk in chunks:  # encoded one by one, so a stream's raw numbers don't pile up
+            size += self._add_job(pipe, run, chunk)
+            count += 1
+            if size >= PIPELINE_BYTES:
+                await self._flush(pipe, run)
+                size = 0
+        if size:
+            await self._flush(pipe, run)
+        return count
+
+    async def _flush(self, pipe: Any, run: _Run) -> None:
+        pipe.publish(self.keys.wake_channel, run.run_id)
+        await pipe.execute()
+
+    def _add_job(self, pipe: Any, run: _Run, chunk: Chunk) -> int:
+        parts = codec.encode_chunk(chunk.values, chunk.offset)
+        now_ms = int(time.time() * 1000)
+        kwargs = {"run_id": run.run_id, "index": chunk.index, "parts": parts}
+        data = serialize_job(SUM_CHUNK_JOB, (), kwargs, None, now_ms, serializer=codec.dumps)
+        chunk_job = job_id(run.run_id, chunk.index)
+        pipe.psetex(arq_job_key(chunk_job), self._job_ttl_ms, data)
+        pipe.zadd(self.keys.queue, {chunk_job: now_ms})
+        run.pending.add(chunk.index)
+        run.count += len(chunk.values)
+        run.sent += 1
+        return len(data)
+
+    async def _collect(self, run: _Run) -> None:
+        wait_s = WAIT_SLICE_S
+        if run.deadline is not None:
+            wait_s = min(wait_s, run.deadline - time.monotonic())
+            if wait_s <= 0:
+                raise RunTimeoutError(
+                    f"run {run.run_id} timed out with {len(run.pending)} of {run.sent} chunks "
+                    "unfinished; are workers running on this Redis and key prefix? Start one "
+                    "with `chunksum worker`, or allow a longer timeout",
+                    run_id=run.run_id,
+                )
+        inbox = self.keys.inbox(run.run_id)
+        popped = await self.redis.blpop([inbox], timeout=max(wait_s, 0.01))
+        if popped is None:
+            await self._check_active(run)
+            return
+        entries = [popped[1], *(await self.redis.lpop(inbox, self.settings.max_in_flight) or [])]
+        for entry in entries:
+            run.accept(entry)
+
+    async def _check_active(self, run: _Run) -> None:
+        stored = await self.runs.read(run.run_id)
+        if stored.status not in ("queued", "running"):
+            raise RunFailedError(
+                f"run {run.run_id} was {stored.status} while waiting: {stored.error}",
+                run_id=run.run_id,
+            )
+
+    async def _abandon(self, run: _Run, exc: BaseException) -> None:
+        cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+        status = "cancelled" if cancelled else "failed"
+        error = "cancelled by the submitter" if cancelled else str(exc)
+        try:
+            await self.runs.end(run.run_id, status, error=error)
+            await self.runs.remove_jobs(run.run_id, sorted(run.pending))
+        except Exception:
+            logger.warning("could not mark run %s %s", run.run_id, status, exc_info=True)
+
+
+async def submit(
+    numbers: Numbers,
+    *,
+    chunks: int | None = None,
+    chunk_size: int | None = None,
+    timeout: float | None = None,
+    redis_url: str | None = None,
+    settings: Settings | None = None,
+    on_progress: Progress | None = None,
+) -> RunResult:
+    """Sum ``numbers`` exactly on chunksum workers and store the total in Redis.
+
+    Args:
+        numbers: ints and/or floats: a list, tuple, range, NumPy array, or any iterable;
+            iterables without a length are streamed, never held in memory in full.
+        chunks: how many chunks to split a sized input into (balanced sizes).
+        chunk_size: how many numbers per chunk; default ``CHUNKSUM_CHUNK_SIZE``.
+        timeout: seconds to wait for the whole run; then RunTimeoutError, and the run is
+            marked failed and its queued jobs removed. None waits as long as it takes.
+        redis_url: overrides ``REDIS_URL``; settings default to ``Settings.from_env()``.
+        on_progress: called after each batch of partials arrives.
+    """
+    settings = settings or Settings.from_env()
+    if redis_url is not None:
+        settings = replace(settings, redis_url=redis_url)
+    async with Client(settings) as client:
+        return await client.submit(
+            numbers, chunks=chunks, chunk_size=chunk_size, timeout=timeout, on_progress=on_progress
+        )
+
+
+def submit_sync(numbers: Numbers, **kwargs: Any) -> RunResult:
+    """Run :func:`submit` from synchronous code (it starts and closes its own event loop)."""
+    return asyncio.run(submit(numbers, **kwargs))
+
+
+__all__ = ["Client", "RunResult", "submit", "submit_sync"]

@@ -1,0 +1,84 @@
+"""Wake idle arq workers the moment jobs are enqueued, instead of polling every 0.5 s.
+
+arq's worker loop reads the queue (``ZRANGEBYSCORE``) and then sleeps ``poll_delay``. A
+short delay means prompt pick-up but hundreds of Redis commands per second per idle
+worker; a long one means latency. chunksum gets both: submitters ``PUBLISH`` on
+``<prefix>:wake`` after each enqueue, and each worker's queue read, when it finds nothing
+new, waits for that message (or ``worker_poll_s``, a fallback for delayed retries) before
+reading again. An idle worker costs one queue read per ``worker_poll_s`` and picks up a
+new job within a round trip or two of its publication.
+
+arq's worker can't be subclassed from its CLI (``arq app.worker.WorkerSettings``), so the
+waker wraps the queue read of the worker's own Redis client in ``on_startup``.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis import exceptions as redis_errors
+
+from app.keys import Keys
+
+logger = logging.getLogger(__name__)
+MAX_BACKOFF_S = 2.0
+
+
+class QueueWaker:
+    """Make a worker's idle queue reads wait for a submitter's wake-up message."""
+
+    def __init__(self, redis: ArqRedis, keys: Keys, *, idle_s: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.idle_s = idle_s
+        self._read = redis.zrangebyscore
+        self._woken = asyncio.Event()
+        self._last: list[bytes] = []
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe to wake-ups and wrap the worker's queue read."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.keys.wake_channel)
+        self._listener = asyncio.create_task(self._listen(pubsub), name="chunksum-wakeup")
+        self.redis.zrangebyscore = self._read_queue  # type: ignore[method-assign]
+
+    async def close(self) -> None:
+        """Stop listening and restore the plain queue read."""
+        self.redis.zrangebyscore = self._read  # type: ignore[method-assign]
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+
+    async def _read_queue(self, name: str, *args: Any, **kwargs: Any) -> list[bytes]:
+        if name != self.keys.queue:
+            return await self._read(name, *args, **kwargs)
+        self._woken.clear()  # before the read, so a wake-up during it is not lost
+        job_ids: list[bytes] = await self._read(name, *args, **kwargs)
+        if job_ids and job_ids != self._last:
+            self._last = job_ids
+            return job_ids
+        # nothing new (empty, or the same ids still running elsewhere): wait for a wake-up
+        try:
+            await asyncio.wait_for(self._woken.wait(), self.idle_s)
+        except TimeoutError:
+            return job_ids
+        self._last = await self._read(name, *args, **kwargs)
+        return self._last
+
+    async def _listen(self, pubsub: Any) -> None:
+        backoff_s = 0.1
+        async with pubsub:
+            while True:
+                try:
+                    message = await pubsub.get_message(timeout=None)
+                    backoff_s = 0.1
+                except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                    # redis-py resubscribes on the next read; meanwhile the fallback poll runs
+                    logger.warning("wake-up channel lost (%s); retrying in %.1f s", exc, backoff_s)
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+                    message = True
+                if message:
+                    self._woken.set()

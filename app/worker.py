@@ -1,0 +1,53 @@
+"""Worker settings: ``arq app.worker.WorkerSettings`` (the Procfile) or ``chunksum worker``."""
+
+from typing import Any
+
+from arq.worker import func
+
+from app import codec
+from app.connection import redis_settings
+from app.keys import SUM_CHUNK_JOB, Keys
+from app.runs import RunStore
+from app.settings import Settings
+from app.wakeup import QueueWaker
+from jobs.chunks import sum_chunk
+
+# How often arq's loop runs when it isn't waiting in the queue read (see app.wakeup).
+LOOP_DELAY_S = 0.005
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """Open what the jobs share: the run store, and the queue waker."""
+    settings: Settings = ctx["settings"]
+    keys = Keys(settings.key_prefix)
+    ctx["runs"] = RunStore(ctx["redis"], keys, ttl_s=settings.result_ttl_s)
+    ctx["waker"] = waker = QueueWaker(ctx["redis"], keys, idle_s=settings.worker_poll_s)
+    await waker.start()
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    """Close what :func:`startup` opened."""
+    if "waker" in ctx:
+        await ctx["waker"].close()
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """Return arq ``Worker`` keyword arguments for a chunksum worker with ``settings``."""
+    return {
+        "functions": [func(sum_chunk, name=SUM_CHUNK_JOB)],
+        "queue_name": Keys(settings.key_prefix).queue,
+        "redis_settings": redis_settings(settings),
+        "job_serializer": codec.dumps,
+        "job_deserializer": codec.loads,
+        "keep_result": 0,  # partials go to the run's inbox; arq's result keys would be waste
+        "max_jobs": settings.worker_max_jobs,
+        "job_timeout": settings.job_timeout_s,
+        "poll_delay": LOOP_DELAY_S,
+        "ctx": {"settings": settings},
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+    }
+
+
+# arq takes a dict of Worker arguments as readily as a class: `arq app.worker.WorkerSettings`.
+WorkerSettings: dict[str, Any] = worker_settings(Settings.from_env())

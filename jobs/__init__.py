@@ -1,0 +1,1 @@
+"""Job functions that chunksum's arq workers run."""
