@@ -1,7 +1,8 @@
 """Connect to Redis from a URL: redis://, rediss:// (TLS), unix://, with user and password."""
 
 import logging
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import urlsplit
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
@@ -13,17 +14,23 @@ from app.keys import Keys
 from app.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
 logger = logging.getLogger(__name__)
 
 
 def redact(url: str) -> str:
     """Return ``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: the text may still hold a password
+        return "<unparsable URL>"
+    # edit the text rather than urlunsplit(), which turns unix:///path into unix:/path
+    head, sep, query = url.partition("?")
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        head = head.replace(parts.netloc, f"{parts.username or ''}:***@{host}", 1)
+    # redis-py also reads the password from the query: unix:///redis.sock?password=...
+    return head + sep + _QUERY_PASSWORD.sub(r"\1***", query)
 
 
 def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSettings:
@@ -68,14 +75,20 @@ async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
             job_deserializer=codec.loads,
             default_queue_name=Keys(settings.key_prefix).queue,
         )
-    except AuthenticationError as exc:
+    except (RedisError, OSError) as exc:
+        if not _is_auth_error(exc):
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {url} ({exc}); start Redis or set REDIS_URL, "
+                "or use `chunksum run`, which starts a private Redis"
+            ) from exc
         raise RedisUnavailableError(
             f"Redis at {url} refused the credentials ({exc}); check the user and password "
             "in REDIS_URL, e.g. redis://user:password@host:6379/0"
         ) from exc
-    except (RedisError, OSError) as exc:
-        raise RedisUnavailableError(
-            f"cannot reach Redis at {url} ({exc}); start Redis or set REDIS_URL, "
-            "or use `chunksum run`, which starts a private Redis"
-        ) from exc
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    # redis-py reports a wrong password on connect as a plain ConnectionError
+    words = ("WRONGPASS", "NOAUTH", "invalid username-password", "invalid password")
+    return isinstance(exc, AuthenticationError) or any(word in str(exc) for word in words)
 

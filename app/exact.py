@@ -24,6 +24,9 @@ _BLOCK = 1 << 24
 _LOW26 = (1 << 26) - 1
 _LOW32 = (1 << 32) - 1
 _INT64 = np.iinfo(np.int64)
+_DIGITS = 4000
+# Exponents a partial can have: float64 bits reach 2**-1074 (2**-1126 before canonical form).
+_EXPONENTS = range(-1126, 1 << 40)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,8 @@ class ExactSum:
                 return float(self.mantissa << self.exponent)
             return self.mantissa / (1 << -self.exponent)
         except OverflowError:
-            return math.copysign(math.inf, self.mantissa)
+            # not copysign(inf, mantissa): that converts the mantissa, which may overflow too
+            return math.inf if self.mantissa > 0 else -math.inf
 
     def to_wire(self) -> list[int | bytes]:
         """Return a msgpack-able form; mantissas beyond 64 bits travel as signed bytes."""
@@ -111,7 +115,9 @@ class ExactSum:
     def from_wire(cls, wire: object) -> Self:
         """Rebuild a sum from :meth:`to_wire`'s form; raise ValueError if it is malformed."""
         match wire:
-            case [int() | bytes() as mantissa, int() as exponent, int() as flags]:
+            case [int() | bytes() as mantissa, int() as exponent, int() as flags] if (
+                exponent in _EXPONENTS and 0 <= flags <= FLOAT | NAN | POS_INF | NEG_INF
+            ):
                 if isinstance(mantissa, bytes):
                     mantissa = int.from_bytes(mantissa, "little", signed=True)
                 return cls.of(mantissa, exponent, flags)
@@ -121,13 +127,31 @@ class ExactSum:
 def total_text(total: int | float) -> tuple[str, str]:
     """Return (text, type) as stored in Redis: a decimal int, or a float's round-trip repr."""
     if isinstance(total, int):
-        return str(total), "int"
+        return _decimal(total), "int"
     return repr(total), "float"
 
 
 def parse_total(text: str, kind: str) -> int | float:
     """Invert :func:`total_text`."""
-    return int(text) if kind == "int" else float(text)
+    if kind != "int":
+        return float(text)
+    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text)
+    value = 0
+    for start in range(0, len(digits), _DIGITS):  # int() refuses over 4300 digits at once
+        piece = digits[start : start + _DIGITS]
+        value = value * 10 ** len(piece) + int(piece)
+    return sign * value
+
+
+def _decimal(value: int) -> str:
+    # str() refuses ints of over 4300 digits (CVE-2020-10735 guard): split them in halves
+    if value < 0:
+        return "-" + _decimal(-value)
+    if value < 10**_DIGITS:
+        return str(value)
+    half = int(value.bit_length() * math.log10(2)) // 2
+    high, low = divmod(value, 10**half)
+    return _decimal(high) + _decimal(low).zfill(half)
 
 
 def _sum_int64(values: npt.NDArray[np.integer]) -> int:

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self
 
 from redis import Redis
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.errors import RedisServerError
@@ -104,9 +105,13 @@ class RedisServer:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
                     raise RedisServerError(f"redis-server exited at start: {self._log_tail()}")
-                with contextlib.suppress(RedisConnectionError, FileNotFoundError):
-                    if client.ping():
-                        return
+                try:
+                    client.ping()
+                    return
+                except (AuthenticationError, ResponseError):
+                    return  # it answers, and wants credentials: ready
+                except (RedisConnectionError, FileNotFoundError):
+                    pass
                 time.sleep(0.01)
         self.stop()
         raise RedisServerError(f"redis-server did not answer within {START_TIMEOUT_S} s: {self._log_tail()}")

@@ -1,5 +1,6 @@
 """Settings: a frozen dataclass, read from the environment once, at the edges."""
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -36,8 +37,8 @@ class Settings:
             _check_positive("result_ttl_s", self.result_ttl_s)
         if not self.key_prefix or any(c in self.key_prefix for c in " *?[]"):
             raise SettingsError(
-                f"key_prefix {self.key_prefix!r} must be non-empty, without spaces or glob "
-                "characters; use e.g. 'chunksum' or 'chunksum-staging'"
+                f"key_prefix (env {ENV_PREFIX}KEY_PREFIX) {self.key_prefix!r} must be non-empty, "
+                "without spaces or glob characters; use e.g. 'chunksum' or 'chunksum-staging'"
             )
 
     @classmethod
@@ -53,6 +54,15 @@ class Settings:
             if (raw := env.get(var)) is not None:
                 values[f.name] = _parse(var, raw, _PARSERS[f.name])
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """Return the variables that make ``from_env`` rebuild these settings (for subprocesses)."""
+        env = {} if self.redis_url is None else {"REDIS_URL": self.redis_url}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "redis_url":
+                env[ENV_PREFIX + f.name.upper()] = "none" if value is None else str(value)
+        return env
 
 
 def _optional_ttl(raw: str) -> float | None:
@@ -80,6 +90,6 @@ def _parse(var: str, raw: str, parse: Callable[[str], T]) -> T:
 
 
 def _check_positive(name: str, value: float) -> None:
-    if value <= 0:
+    if not 0 < value < math.inf:  # also refuses nan, which float() parses from "nan"
         var = ENV_PREFIX + name.upper()
-        raise SettingsError(f"{name} (env {var}) must be positive, got {value!r}")
+        raise SettingsError(f"{name} (env {var}) must be positive and finite, got {value!r}")

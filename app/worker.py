@@ -14,6 +14,8 @@ from jobs.chunks import sum_chunk
 
 # How often arq's loop runs when it isn't waiting in the queue read (see app.wakeup).
 LOOP_DELAY_S = 0.005
+# On SIGTERM/SIGINT a worker stops taking jobs and lets running chunks finish this long.
+SHUTDOWN_GRACE_S = 10
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -43,6 +45,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_jobs": settings.worker_max_jobs,
         "job_timeout": settings.job_timeout_s,
         "poll_delay": LOOP_DELAY_S,
+        "job_completion_wait": SHUTDOWN_GRACE_S,
         "ctx": {"settings": settings},
         "on_startup": startup,
         "on_shutdown": shutdown,

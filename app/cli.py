@@ -1,0 +1,219 @@
+"""The `chunksum` command: run, submit, worker, status, result."""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging.config
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from app.chunking import Numbers
+from app.errors import ChunksumError
+from app.inputs import inclusive_range, parse_lines
+from app.redis_server import RedisServer
+from app.runs import RunStatus
+from app.settings import Settings
+from app.submit import Client, RunResult
+from app.worker_processes import WorkerProcesses
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run one command, and return its exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.redis_url is not None:
+            settings = replace(settings, redis_url=args.redis_url)
+        result: int = args.command(args, settings)
+        return result
+    except ChunksumError as exc:
+        print(f"chunksum: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("chunksum: interrupted; the run was cancelled and its jobs removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chunksum", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    run = _command(commands, "run", _run, "sum numbers start to finish; with no Redis URL, "
+                   "on a private Redis with local workers")
+    _add_input_options(run)
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="local worker processes to start (default: one per CPU with the "
+                     "private Redis, none with --redis-url/REDIS_URL)")
+    submit = _command(commands, "submit", _submit, "sum numbers on the workers of a Redis")
+    _add_input_options(submit)
+    worker = _command(commands, "worker", _worker, "run an arq worker for chunk jobs")
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    status = _command(commands, "status", _status, "show a run's state")
+    status.add_argument("run_id", metavar="RUN_ID")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    result = _command(commands, "result", _result, "print a finished run's total")
+    result.add_argument("run_id", metavar="RUN_ID")
+    return parser
+
+
+def _command(commands: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(command=handler)
+    parser.add_argument("--redis-url", metavar="URL", help="Redis to use (default: $REDIS_URL)")
+    return parser
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"),
+                        help="the integers FIRST..LAST, both included")
+    source.add_argument("--file", metavar="PATH",
+                        help="one number per line ('-' for stdin, the default when piped)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--chunks", type=int, metavar="N", help="split into N balanced chunks")
+    size.add_argument("--chunk-size", type=int, metavar="N", help="N numbers per chunk")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="fail the run if it takes longer (default: wait)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    with contextlib.ExitStack() as stack:
+        if settings.redis_url is None:
+            server = stack.enter_context(RedisServer())
+            settings = replace(settings, redis_url=server.url)
+            workers = (os.cpu_count() or 2) if args.workers is None else args.workers
+        else:
+            workers = args.workers or 0
+        if workers:
+            stack.enter_context(WorkerProcesses(workers, settings))
+        return _submit(args, settings)
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    with _numbers(args) as numbers, _progress(args) as on_progress:
+        result = asyncio.run(_submit_async(args, settings, numbers, on_progress))
+    _print_result(result, as_json=args.json)
+    return 0
+
+
+async def _submit_async(
+    args: argparse.Namespace, settings: Settings, numbers: Numbers, on_progress: Any
+) -> RunResult:
+    async with Client(settings) as client:
+        return await client.submit(
+            numbers,
+            chunks=args.chunks,
+            chunk_size=args.chunk_size,
+            timeout=args.timeout,
+            on_progress=on_progress,
+        )
+
+
+@contextlib.contextmanager
+def _numbers(args: argparse.Namespace) -> Iterator[Numbers]:
+    if args.range is not None:
+        yield inclusive_range(*args.range)
+    elif args.file not in (None, "-"):
+        with open(args.file, encoding="utf-8") as lines:
+            yield parse_lines(lines, args.file)
+    elif args.file == "-" or not sys.stdin.isatty():
+        yield parse_lines(sys.stdin, "<stdin>")
+    else:
+        raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[Any]:
+    if args.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    columns = (*Progress.get_default_columns()[:2], BarColumn(), MofNCompleteColumn())
+    console = Console(stderr=True)
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("chunks", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_result(result: RunResult, *, as_json: bool) -> None:
+    if as_json:
+        fields = {"run_id": result.run_id, "total": _json_number(result.total),
+                  "count": result.count, "chunks": result.chunks, "elapsed_s": result.elapsed_s}
+        print(json.dumps(fields))
+        return
+    print(f"run_id  {result.run_id}")
+    print(f"total   {result.total!r}")
+    print(f"count   {result.count} numbers in {result.chunks} chunks, {result.elapsed_s:.3f} s")
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    # imported here, not at the top: only a worker loads job code (the client never does)
+    from arq.logs import default_log_config
+    from arq.worker import run_worker
+
+    from app.worker import worker_settings
+
+    logging.config.dictConfig(default_log_config(verbose=args.log_level == "debug"))
+    logging.getLogger("arq").setLevel(args.log_level.upper())
+    run_worker(worker_settings(settings), burst=args.burst)
+    return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    run = asyncio.run(_read(settings, args.run_id))
+    if args.json:
+        print(json.dumps(_status_fields(run)))
+        return 0
+    for name, value in _status_fields(run).items():
+        if value is not None:
+            print(f"{name:<12}{value}")
+    return 0
+
+
+def _status_fields(run: RunStatus) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id, "status": run.status, "total": _json_number(run.total),
+        "count": run.count, "chunks": run.chunks, "done_chunks": run.done_chunks,
+        "created_at": run.created_at, "finished_at": run.finished_at, "error": run.error,
+    }
+
+
+def _result(args: argparse.Namespace, settings: Settings) -> int:
+    async def read_total() -> int | float:
+        async with Client(settings) as client:
+            return await client.result(args.run_id)
+
+    print(repr(asyncio.run(read_total())))
+    return 0
+
+
+async def _read(settings: Settings, run_id: str) -> RunStatus:
+    async with Client(settings) as client:
+        return await client.status(run_id)
+
+
+def _json_number(value: int | float | None) -> int | float | str | None:
+    """Keep ints and finite floats as JSON numbers; NaN and infinities become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

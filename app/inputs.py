@@ -1,0 +1,33 @@
+"""Numbers from outside Python: text lines (files, stdin) and inclusive integer ranges."""
+
+from collections.abc import Iterable, Iterator
+
+from app.errors import InvalidNumberError
+
+
+def parse_lines(lines: Iterable[str], source: str) -> Iterator[int | float]:
+    """Yield one number per non-blank line, lazily: ints stay exact ints, others are floats.
+
+    Args:
+        source: names the input in errors, e.g. a file path or ``<stdin>``.
+    """
+    for line_number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            yield int(text)
+        except ValueError:
+            try:
+                yield float(text)
+            except ValueError:
+                raise InvalidNumberError(
+                    f"line {line_number} of {source} is {text[:60]!r}, not a number; "
+                    "give one int or float per line, e.g. 42 or -1.5e3",
+                    position=line_number - 1,
+                ) from None
+
+
+def inclusive_range(first: int, last: int) -> range:
+    """Return the integers from ``first`` to ``last``, both included (``--range 1 10000``)."""
+    return range(first, last + 1) if first <= last else range(first, last - 1, -1)

@@ -1,0 +1,81 @@
+"""Test harness: free ports, in-process arq workers, and real worker subprocesses."""
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from arq.worker import Worker
+
+from app.settings import Settings
+from app.worker import worker_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """Return a TCP port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Worker]:
+    """Run an in-process arq worker with chunksum's settings until the block exits."""
+    worker = Worker(**{**worker_settings(settings), "handle_signals": False, **options})
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield worker
+    finally:
+        await stop_worker(worker, task)
+
+
+async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    """Stop an in-process worker without cancelling it inside a Redis call.
+
+    arq's close() cancels the worker loop wherever it is; cancelled inside start_jobs'
+    WATCH pipeline, redis-py leaves the pipeline holding a connection. So: stop taking
+    jobs, let the loop finish its current pass, let running jobs end, then stop and close.
+    """
+    worker.allow_pick_jobs = False
+    passed = asyncio.Event()
+    heart_beat = worker.heart_beat
+
+    async def beat() -> None:
+        await heart_beat()
+        passed.set()
+
+    worker.heart_beat = beat  # type: ignore[method-assign]
+    await asyncio.wait_for(passed.wait(), 10)
+    if worker.tasks:
+        await asyncio.wait(worker.tasks.values(), timeout=10)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await worker.close()
+
+
+def process_env(settings: Settings) -> dict[str, str]:
+    """Return the environment for a chunksum subprocess using ``settings``."""
+    return {**os.environ, **settings.to_env()}
+
+
+@contextlib.asynccontextmanager
+async def worker_process(settings: Settings, *args: str) -> AsyncIterator[Any]:
+    """Run ``chunksum worker`` in a real subprocess until the block exits."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "worker", "--log-level", "warning", *args,
+        env=process_env(settings), cwd=ROOT,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await asyncio.wait_for(process.wait(), 15)

@@ -1,0 +1,272 @@
+"""Tests for app.runs: the run store's atomic Lua writes, against fakeredis (no server)."""
+
+import inspect
+import math
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+import pytest
+from fakeredis import FakeAsyncRedis, FakeServer
+
+from app import codec
+from app.errors import RunNotFoundError
+from app.exact import ExactSum
+from app.keys import Keys, arq_job_key, job_id
+from app.runs import RunStore
+
+RUN = "run1"
+TTL_S = 100.5  # RunStore rounds it up to 101 s
+KEYS = Keys("test")
+T = TypeVar("T")
+
+
+@pytest.fixture
+async def fake_redis() -> AsyncIterator[FakeAsyncRedis]:
+    """Yield an in-memory Redis with a server of its own."""
+    redis = FakeAsyncRedis(server=FakeServer())
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+def store(fake_redis: FakeAsyncRedis) -> RunStore:
+    """Return a run store with a retention time."""
+    return RunStore(fake_redis, KEYS, ttl_s=TTL_S)
+
+
+@pytest.fixture
+def store_without_ttl(fake_redis: FakeAsyncRedis) -> RunStore:
+    """Return a run store whose keys never expire."""
+    return RunStore(fake_redis, KEYS, ttl_s=None)
+
+
+async def settle(reply: Awaitable[T] | T) -> T:
+    """Await a redis-py reply: its stubs type hash and list commands as sync-or-async."""
+    if inspect.isawaitable(reply):
+        return await reply
+    return reply
+
+
+async def inbox(redis: FakeAsyncRedis, run_id: str = RUN) -> list[object]:
+    """Return the decoded entries of a run's inbox."""
+    return [codec.loads(entry) for entry in await settle(redis.lrange(KEYS.inbox(run_id), 0, -1))]
+
+
+async def test_create_stores_a_queued_run(store: RunStore) -> None:
+    """A new run is queued, with its chunk count, no chunks done and no total."""
+    await store.create(RUN, chunks=4)
+    run = await store.read(RUN)
+    assert (run.run_id, run.status, run.chunks, run.done_chunks) == (RUN, "queued", 4, 0)
+    assert (run.total, run.count, run.finished_at, run.error) == (None, None, None, None)
+    assert run.created_at > 0
+
+
+async def test_create_with_unknown_chunk_count(store: RunStore) -> None:
+    """A streamed run, whose chunk count is unknown, reads back with chunks None."""
+    await store.create(RUN, chunks=None)
+    assert (await store.read(RUN)).chunks is None
+
+
+async def test_record_counts_a_chunk_once(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """Recording the same chunk twice counts it and pushes it to the inbox once."""
+    await store.create(RUN, chunks=3)
+    partial = ExactSum.of(5, -1, 1)
+    assert await store.record(RUN, 0, partial) is True
+    assert await store.record(RUN, 0, ExactSum.of(7, 0, 0)) is False
+    assert await inbox(fake_redis) == [[0, partial.to_wire()]]
+    assert await settle(fake_redis.hlen(KEYS.partials(RUN))) == 1
+    run = await store.read(RUN)
+    assert (run.status, run.done_chunks) == ("running", 1)
+
+
+async def test_record_moves_queued_to_running(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """The first partial moves the run to running and stamps started_at; later ones count up."""
+    await store.create(RUN, chunks=3)
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    started_at = await settle(fake_redis.hget(KEYS.run(RUN), "started_at"))
+    assert started_at is not None
+    await store.record(RUN, 2, ExactSum.of(2**70 + 1, 0, 0))
+    run = await store.read(RUN)
+    assert (run.status, run.done_chunks) == ("running", 2)
+    assert await settle(fake_redis.hget(KEYS.run(RUN), "started_at")) == started_at
+    entries = await inbox(fake_redis)
+    assert [entry[0] for entry in entries] == [0, 2]  # type: ignore[index]  # [index, wire]
+    wire = entries[1][1]  # type: ignore[index]  # [index, wire]
+    assert ExactSum.from_wire(wire) == ExactSum.of(2**70 + 1, 0, 0)
+
+
+async def test_record_refuses_an_unknown_run(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """A partial for a run that doesn't exist (or has expired) is refused and stores nothing."""
+    assert await store.record("nope", 0, ExactSum.of(1, 0, 0)) is False
+    assert await fake_redis.keys("*") == []
+
+
+async def test_finish_writes_the_total_once(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """finish writes total, type, count and chunks, and deletes the partials and the inbox."""
+    await store.create(RUN, chunks=2)
+    await store.record(RUN, 0, ExactSum.of(3, 0, 0))
+    await store.record(RUN, 1, ExactSum.of(4, 0, 0))
+    assert await store.finish(RUN, ExactSum.of(7, 0, 0), count=10, chunks=2) is None
+    fields = await settle(fake_redis.hgetall(KEYS.run(RUN)))
+    assert fields[b"total"] == b"7"
+    assert fields[b"total_type"] == b"int"
+    run = await store.read(RUN)
+    assert (run.status, run.total, run.count, run.chunks, run.done_chunks) == ("done", 7, 10, 2, 2)
+    assert run.finished_at is not None
+    assert run.finished_at >= run.created_at
+    assert not await fake_redis.exists(KEYS.partials(RUN), KEYS.inbox(RUN))
+
+
+async def test_second_finish_returns_the_previous_status(store: RunStore) -> None:
+    """A second finish (or end) leaves the first total alone and returns the status it found."""
+    await store.create(RUN, chunks=1)
+    await store.finish(RUN, ExactSum.of(7, 0, 0), count=1, chunks=1)
+    assert await store.finish(RUN, ExactSum.of(99, 0, 0), count=5, chunks=5) == "done"
+    assert await store.end(RUN, "cancelled", error="too late") == "done"
+    run = await store.read(RUN)
+    assert (run.status, run.total, run.count, run.error) == ("done", 7, 1, None)
+
+
+async def test_end_of_an_unknown_run_reports_missing(
+    store: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """Ending a run that doesn't exist returns 'missing' and creates nothing."""
+    assert await store.end("nope", "cancelled") == "missing"
+    assert await fake_redis.keys("*") == []
+
+
+@pytest.mark.parametrize(
+    "total",
+    [
+        ExactSum.of(1, -1, 1),
+        ExactSum.of(-(2**200) - 1, 0, 0),
+        ExactSum(0, 0, 1 | 2),
+        ExactSum.of(3, 0, 1 | 8),
+    ],
+)
+async def test_totals_keep_their_type_and_value(store: RunStore, total: ExactSum) -> None:
+    """Float, big-int, NaN and infinite totals read back with their exact value and type."""
+    await store.create(RUN, chunks=1)
+    await store.finish(RUN, total, count=1, chunks=1)
+    stored = (await store.read(RUN)).total
+    expected = total.value()
+    assert type(stored) is type(expected)
+    if isinstance(expected, float) and math.isnan(expected):
+        assert isinstance(stored, float)
+        assert math.isnan(stored)
+    else:
+        assert stored == expected
+
+
+async def test_records_after_the_run_ended_are_refused(
+    store: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """Once a run is done, a late partial is refused and leaves no partials or inbox behind."""
+    await store.create(RUN, chunks=2)
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
+    assert await store.record(RUN, 1, ExactSum.of(5, 0, 0)) is False
+    assert not await fake_redis.exists(KEYS.partials(RUN), KEYS.inbox(RUN))
+    assert (await store.read(RUN)).done_chunks == 1
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+async def test_records_after_failure_or_cancel_are_refused(store: RunStore, status: str) -> None:
+    """A failed or cancelled run accepts no more partials."""
+    await store.create(RUN, chunks=2)
+    assert await store.end(RUN, status, error="stop") is None
+    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is False
+    run = await store.read(RUN)
+    assert (run.status, run.error, run.done_chunks) == (status, "stop", 0)
+
+
+async def test_fail_chunk_marks_the_run_failed(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """fail_chunk fails the run with the error and leaves exactly one failure entry in the inbox."""
+    await store.create(RUN, chunks=3)
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    await store.record(RUN, 1, ExactSum.of(2, 0, 0))
+    await store.fail_chunk(RUN, 2, "chunk 2 can't be summed: bad part")
+    run = await store.read(RUN)
+    assert (run.status, run.error) == ("failed", "chunk 2 can't be summed: bad part")
+    assert run.finished_at is not None
+    assert await inbox(fake_redis) == [[2, None, "chunk 2 can't be summed: bad part"]]
+    assert not await fake_redis.exists(KEYS.partials(RUN))
+
+
+async def test_fail_chunk_after_done_changes_nothing(
+    store: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """A chunk failure reported after the run is done neither fails it nor fills the inbox."""
+    await store.create(RUN, chunks=1)
+    await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
+    await store.fail_chunk(RUN, 0, "late")
+    assert (await store.read(RUN)).status == "done"
+    assert not await fake_redis.exists(KEYS.inbox(RUN))
+
+
+async def test_ttls_are_set_when_configured(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """With ttl_s, the run, partials and inbox expire within ceil(ttl_s) seconds."""
+    await store.create(RUN, chunks=2)
+    assert 0 < await fake_redis.ttl(KEYS.run(RUN)) <= 101
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    for key in KEYS.run_keys(RUN):
+        assert 0 < await fake_redis.ttl(key) <= 101, key
+    await store.fail_chunk(RUN, 1, "boom")
+    assert 0 < await fake_redis.ttl(KEYS.run(RUN)) <= 101
+    assert 0 < await fake_redis.ttl(KEYS.inbox(RUN)) <= 101
+
+
+async def test_ttl_is_refreshed_when_a_run_ends(
+    store: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """Ending a run restarts the run hash's retention time."""
+    await store.create(RUN, chunks=1)
+    await fake_redis.expire(KEYS.run(RUN), 5)
+    await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
+    assert 5 < await fake_redis.ttl(KEYS.run(RUN)) <= 101
+
+
+async def test_no_ttls_without_ttl_s(
+    store_without_ttl: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """With ttl_s None, no key of the run expires."""
+    store = store_without_ttl
+    await store.create(RUN, chunks=2)
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    for key in KEYS.run_keys(RUN):
+        assert await fake_redis.ttl(key) == -1, key
+    await store.fail_chunk(RUN, 1, "boom")
+    assert await fake_redis.ttl(KEYS.run(RUN)) == -1
+    assert await fake_redis.ttl(KEYS.inbox(RUN)) == -1
+
+
+async def test_read_of_an_unknown_run_raises(store: RunStore) -> None:
+    """Reading a run id that doesn't exist raises RunNotFoundError naming the id and prefix."""
+    with pytest.raises(RunNotFoundError, match="no run 'nope' under key prefix 'test'"):
+        await store.read("nope")
+
+
+async def test_runs_are_separated_by_prefix(fake_redis: FakeAsyncRedis) -> None:
+    """A run stored under one key prefix is not visible under another."""
+    await RunStore(fake_redis, KEYS, ttl_s=None).create(RUN, chunks=1)
+    with pytest.raises(RunNotFoundError):
+        await RunStore(fake_redis, Keys("other"), ttl_s=None).read(RUN)
+
+
+async def test_remove_jobs(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """remove_jobs takes the given chunks' jobs off the queue and deletes their arq job keys."""
+    ids = [job_id(RUN, i) for i in range(3)] + [job_id("other", 0)]
+    await fake_redis.zadd(KEYS.queue, {job: score for score, job in enumerate(ids)})
+    for job in ids:
+        await fake_redis.set(arq_job_key(job), b"job")
+    await store.remove_jobs(RUN, [0, 2])
+    assert await fake_redis.zrange(KEYS.queue, 0, -1) == [b"run1:1", b"other:0"]
+    remaining = [bool(await fake_redis.exists(arq_job_key(job))) for job in ids]
+    assert remaining == [False, True, False, True]
+
+
+async def test_remove_no_jobs_is_a_no_op(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """remove_jobs with no indexes touches nothing."""
+    await fake_redis.zadd(KEYS.queue, {job_id(RUN, 0): 0})
+    await store.remove_jobs(RUN, [])
+    assert await fake_redis.zcard(KEYS.queue) == 1

@@ -1,0 +1,231 @@
+"""End-to-end submits against a real Redis and a real (in-process) arq worker."""
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import Worker
+
+from app import (
+    ChunkingError,
+    Client,
+    InvalidNumberError,
+    RedisUnavailableError,
+    RunTimeoutError,
+    Settings,
+    submit,
+)
+from app.keys import Keys
+from app.redis_server import RedisServer
+from tests.harness import free_port, running_worker
+
+
+async def run_keys(redis: ArqRedis, settings: Settings) -> list[str]:
+    """Return every key of the test's prefix and every arq job key, but the worker's health check."""
+    found = await redis.keys(f"{settings.key_prefix}:*") + await redis.keys("arq:job:*")
+    return sorted(key.decode() for key in found if not key.endswith(b":health-check"))
+
+
+async def test_classic_example_stores_the_total(
+    client: Client, redis: ArqRedis, worker: Worker
+) -> None:
+    """1..10000 in four chunks sums to 50005000, stored in the run hash with its counts."""
+    result = await client.submit(range(1, 10_001), chunks=4, timeout=30)
+    assert (result.total, result.count, result.chunks) == (50_005_000, 10_000, 4)
+    stored = await redis.hgetall(client.keys.run(result.run_id))
+    assert stored[b"total"] == b"50005000"
+    assert stored[b"total_type"] == b"int"
+    assert (stored[b"status"], stored[b"done_chunks"], stored[b"chunks"]) == (b"done", b"4", b"4")
+    assert float(stored[b"finished_at"]) >= float(stored[b"created_at"])
+
+
+async def test_nothing_but_the_run_hash_is_left(
+    client: Client, redis: ArqRedis, worker: Worker, settings: Settings
+) -> None:
+    """After a run only its hash remains: no partials, inbox or arq job keys."""
+    result = await client.submit(list(range(1000)), chunks=10, timeout=30)
+    assert await run_keys(redis, settings) == [client.keys.run(result.run_id)]
+    assert await redis.ttl(client.keys.run(result.run_id)) > 0
+
+
+async def test_float_total_is_the_correctly_rounded_exact_sum(
+    client: Client, worker: Worker
+) -> None:
+    """Floats spanning many magnitudes sum to math.fsum's value, whatever the chunking."""
+    rng = random.Random(7)
+    values = [rng.uniform(-1, 1) * 10.0 ** rng.randint(-20, 20) for _ in range(5000)]
+    values += [1e20, 1.0, -1e20]
+    for chunks in (1, 7, 64):
+        result = await client.submit(values, chunks=chunks, timeout=30)
+        assert result.total == math.fsum(values)
+
+
+async def test_stored_float_total_round_trips(client: Client, worker: Worker) -> None:
+    """The stored float text parses back to exactly the returned total."""
+    result = await client.submit([0.1] * 10, chunks=3, timeout=30)
+    assert result.total == math.fsum([0.1] * 10)
+    assert await client.result(result.run_id) == result.total
+
+
+async def test_huge_and_negative_ints_are_exact(client: Client, worker: Worker) -> None:
+    """Ints beyond 64 bits and negatives sum exactly."""
+    values = [2**200, -(2**64), 3, -5, 2**63 - 1, -(2**63)] * 50
+    result = await client.submit(values, chunks=9, timeout=30)
+    assert result.total == sum(values)
+    assert isinstance(result.total, int)
+
+
+async def test_mixed_ints_and_floats_give_a_float(client: Client, worker: Worker) -> None:
+    """Mixing ints and floats gives a float, as Python's sum does, rounded once."""
+    values: list[int | float] = [2**60 + 1, 0.5, -(2**60)]
+    result = await client.submit(values, chunks=3, timeout=30)
+    assert result.total == 1.5
+    assert isinstance(result.total, float)
+
+
+async def test_numpy_arrays(client: Client, worker: Worker) -> None:
+    """int64 and float64 NumPy arrays sum exactly, even where numpy.sum overflows."""
+    ints = np.full(1000, 2**62, dtype=np.int64)
+    assert (await client.submit(ints, chunks=4, timeout=30)).total == 1000 * 2**62
+    floats = np.linspace(-1, 1, 10_001) ** 3
+    result = await client.submit(floats, chunk_size=999, timeout=30)
+    assert result.total == math.fsum(floats.tolist())
+
+
+async def test_special_floats_follow_ieee(client: Client, worker: Worker) -> None:
+    """NaN, infinities and inf - inf give IEEE results."""
+    assert (await client.submit([1.0, math.inf], timeout=30)).total == math.inf
+    assert math.isnan((await client.submit([math.inf, 1, -math.inf], chunks=3, timeout=30)).total)
+    assert math.isnan((await client.submit([math.nan, 2.0], timeout=30)).total)
+
+
+async def test_empty_input_is_a_finished_run(client: Client, redis: ArqRedis) -> None:
+    """Empty input gives total 0 and a stored, done run, with no worker needed."""
+    result = await client.submit([], chunks=4, timeout=5)
+    assert (result.total, result.count, result.chunks) == (0, 0, 0)
+    status = await client.status(result.run_id)
+    assert (status.status, status.total) == ("done", 0)
+
+
+async def test_generator_is_streamed_with_backpressure(
+    settings: Settings, redis: ArqRedis, worker: Worker
+) -> None:
+    """A generator is read only a bounded number of chunks ahead of the finished ones."""
+    settings = replace(settings, max_in_flight=2)
+    consumed = 0
+    ahead: list[int] = []
+
+    def numbers() -> Iterator[int]:
+        nonlocal consumed
+        for n in range(5000):
+            consumed += 1
+            yield n
+
+    def on_progress(done: int, total: int | None) -> None:
+        ahead.append(consumed - done * 100)
+
+    async with Client(settings) as client:
+        result = await client.submit(numbers(), chunk_size=100, timeout=30, on_progress=on_progress)
+    assert result.total == sum(range(5000))
+    assert result.chunks == 50
+    assert max(ahead) <= (2 + 2) * 100  # in flight, plus the chunk read ahead to balance the end
+
+
+async def test_timeout_without_workers_cleans_up(
+    client: Client, redis: ArqRedis, settings: Settings
+) -> None:
+    """With no worker, the caller gets RunTimeoutError; the run is failed, its jobs removed."""
+    with pytest.raises(RunTimeoutError, match="chunksum worker") as caught:
+        await client.submit(range(100), chunks=5, timeout=0.3)
+    run_id = caught.value.run_id
+    status = await client.status(run_id)
+    assert status.status == "failed"
+    assert status.total is None
+    assert await run_keys(redis, settings) == [client.keys.run(run_id)]
+
+
+async def test_bad_item_late_in_a_stream_fails_the_run(
+    client: Client, redis: ArqRedis, worker: Worker, settings: Settings
+) -> None:
+    """A non-number deep in a generator fails the run with its position; no total is written."""
+
+    def numbers() -> Iterator[object]:
+        yield from range(1000)
+        yield "oops"
+
+    with pytest.raises(InvalidNumberError, match="item 1000") as caught:
+        await client.submit(numbers(), chunk_size=100, timeout=30)
+    assert caught.value.position == 1000
+    runs = await redis.keys(client.keys.run("*"))
+    assert len(runs) == 1
+    stored = await redis.hgetall(runs[0])
+    assert stored[b"status"] == b"failed"
+    assert b"item 1000" in stored[b"error"]
+    assert b"total" not in stored
+    assert await run_keys(redis, settings) == [runs[0].decode()]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "options", "error"),
+    [
+        (["1", 2], {}, InvalidNumberError),
+        ([1, None], {}, InvalidNumberError),
+        ([[1, 2], 3], {}, InvalidNumberError),
+        ("123", {}, TypeError),
+        ({"a": 1}, {}, TypeError),
+        ([1, 2], {"chunks": 0}, ChunkingError),
+        ([1, 2], {"chunk_size": -1}, ChunkingError),
+        ([1, 2], {"chunks": 1, "chunk_size": 1}, ChunkingError),
+    ],
+)
+async def test_bad_input_enqueues_nothing(
+    client: Client,
+    redis: ArqRedis,
+    settings: Settings,
+    numbers: object,
+    options: dict[str, int],
+    error: type[Exception],
+) -> None:
+    """Bad numbers or chunk options raise a specific error and leave no job in Redis."""
+    with pytest.raises(error):
+        await client.submit(numbers, timeout=5, **options)  # type: ignore[arg-type]
+    assert await redis.zcard(client.keys.queue) == 0
+    assert await redis.keys("arq:job:*") == []
+
+
+async def test_unreachable_redis_is_a_clear_error() -> None:
+    """A Redis that isn't there raises RedisUnavailableError naming the URL, at once."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(RedisUnavailableError, match=f"cannot reach Redis at {url}"):
+        await submit([1, 2], redis_url=url, settings=Settings())
+
+
+async def test_password_and_acl_user_in_the_url(settings: Settings) -> None:
+    """A password-protected Redis works with the right credentials and refuses wrong ones."""
+    acl = ("--user", "default", "off", "--user", "alice", "on", ">s3cret", "~*", "&*", "+@all")
+    with RedisServer(port=None, extra_args=acl) as server:
+        socket_path = server.socket_path
+        wrong = replace(settings, redis_url=f"unix://alice:nope@{socket_path}")
+        with pytest.raises(RedisUnavailableError, match="refused the credentials"):
+            await submit([1], settings=wrong)
+        right = replace(settings, redis_url=f"unix://alice:s3cret@{socket_path}")
+        async with running_worker(right):
+            result = await submit(range(10), chunks=2, settings=right, timeout=30)
+    assert result.total == 45
+    assert "s3cret" not in repr(right)
+
+
+async def test_key_prefixes_keep_deployments_apart(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    """A worker of one key prefix never takes another prefix's jobs."""
+    other = replace(settings, key_prefix=settings.key_prefix + "-other")
+    async with running_worker(settings):
+        with pytest.raises(RunTimeoutError):
+            await submit([1, 2, 3], settings=other, timeout=0.5)
+        assert (await submit([1, 2, 3], settings=settings, timeout=30)).total == 6
+    assert await redis.keys(f"{Keys(other.key_prefix).queue}*") == []
