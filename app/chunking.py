@@ -32,7 +32,9 @@ class Plan:
     items: Iterator[Chunk]
 
 
-def plan(numbers: Numbers, *, chunks: int | None, chunk_size: int | None, default_size: int) -> Plan:
+def plan(
+    numbers: Numbers, *, chunks: int | None, chunk_size: int | None, default_size: int
+) -> Plan:
     """Plan the chunks of ``numbers``; raise ChunkingError or TypeError before anything is read.
 
     Sized inputs get ``ceil(n / size)`` chunks (or ``min(chunks, n)``) whose sizes differ by at
@@ -56,7 +58,11 @@ def plan(numbers: Numbers, *, chunks: int | None, chunk_size: int | None, defaul
             )
         return Plan(None, _stream(iter(numbers), chunk_size or default_size))
     total = len(numbers)
-    count = min(chunks, total) if chunks is not None else math.ceil(total / (chunk_size or default_size))
+    count = (
+        min(chunks, total)
+        if chunks is not None
+        else math.ceil(total / (chunk_size or default_size))
+    )
     return Plan(count, _balanced(numbers, total, count))
 
 

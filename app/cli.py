@@ -48,12 +48,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chunksum", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    run = _command(commands, "run", _run, "sum numbers start to finish; with no Redis URL, "
-                   "on a private Redis with local workers")
+    run = _command(
+        commands,
+        "run",
+        _run,
+        "sum numbers start to finish; with no Redis URL, on a private Redis with local workers",
+    )
     _add_input_options(run)
-    run.add_argument("--workers", type=int, metavar="N",
-                     help="local worker processes to start (default: one per CPU with the "
-                     "private Redis, none with --redis-url/REDIS_URL)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local worker processes to start (default: one per CPU with the "
+        "private Redis, none with --redis-url/REDIS_URL)",
+    )
     submit = _command(commands, "submit", _submit, "sum numbers on the workers of a Redis")
     _add_input_options(submit)
     worker = _command(commands, "worker", _worker, "run an arq worker for chunk jobs")
@@ -68,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _command(commands: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text
+    )
     parser.set_defaults(command=handler)
     parser.add_argument("--redis-url", metavar="URL", help="Redis to use (default: $REDIS_URL)")
     return parser
@@ -76,15 +86,25 @@ def _command(commands: Any, name: str, handler: Any, help_text: str) -> argparse
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--range", nargs=2, type=int, metavar=("FIRST", "LAST"),
-                        help="the integers FIRST..LAST, both included")
-    source.add_argument("--file", metavar="PATH",
-                        help="one number per line ('-' for stdin, the default when piped)")
+    source.add_argument(
+        "--range",
+        nargs=2,
+        type=int,
+        metavar=("FIRST", "LAST"),
+        help="the integers FIRST..LAST, both included",
+    )
+    source.add_argument(
+        "--file", metavar="PATH", help="one number per line ('-' for stdin, the default when piped)"
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--chunks", type=int, metavar="N", help="split into N balanced chunks")
     size.add_argument("--chunk-size", type=int, metavar="N", help="N numbers per chunk")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="fail the run if it takes longer (default: wait)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="fail the run if it takes longer (default: wait)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -153,8 +173,13 @@ def _progress(args: argparse.Namespace) -> Iterator[Any]:
 
 def _print_result(result: RunResult, *, as_json: bool) -> None:
     if as_json:
-        fields = {"run_id": result.run_id, "total": _json_number(result.total),
-                  "count": result.count, "chunks": result.chunks, "elapsed_s": result.elapsed_s}
+        fields = {
+            "run_id": result.run_id,
+            "total": _json_number(result.total),
+            "count": result.count,
+            "chunks": result.chunks,
+            "elapsed_s": result.elapsed_s,
+        }
         print(json.dumps(fields))
         return
     print(f"run_id  {result.run_id}")
@@ -188,9 +213,15 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _status_fields(run: RunStatus) -> dict[str, Any]:
     return {
-        "run_id": run.run_id, "status": run.status, "total": _json_number(run.total),
-        "count": run.count, "chunks": run.chunks, "done_chunks": run.done_chunks,
-        "created_at": run.created_at, "finished_at": run.finished_at, "error": run.error,
+        "run_id": run.run_id,
+        "status": run.status,
+        "total": _json_number(run.total),
+        "count": run.count,
+        "chunks": run.chunks,
+        "done_chunks": run.done_chunks,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "error": run.error,
     }
 
 

@@ -144,7 +144,12 @@ def _encode_mixed(values: Sequence[object], offset: int) -> list[Part]:
     parts = _encode_ints(np.array(small, dtype=np.int64))
     if big:
         sizes = [v.bit_length() // 8 + 1 for v in big]
-        parts.append([BIG_KIND, [v.to_bytes(n, "little", signed=True) for v, n in zip(big, sizes)]])
+        parts.append(
+            [
+                BIG_KIND,
+                [v.to_bytes(n, "little", signed=True) for v, n in zip(big, sizes, strict=True)],
+            ]
+        )
     if floats:
         parts.append([FLOAT_KIND, np.array(floats, dtype=_FLOAT64).tobytes()])
     return parts

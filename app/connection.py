@@ -2,6 +2,7 @@
 
 import logging
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -41,7 +42,7 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
     """
     url = settings.redis_url or DEFAULT_REDIS_URL
     try:
-        opts = parse_url(url)
+        opts: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py: untyped
     except ValueError as exc:
         raise SettingsError(
             f"REDIS_URL {redact(url)!r} is not a Redis URL ({exc}); use e.g. "
@@ -51,7 +52,9 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
     return RedisSettings(
         host=opts.get("host", "localhost"),
         port=int(opts.get("port", 6379)),
-        unix_socket_path=opts.get("path") if connection_class is UnixDomainSocketConnection else None,
+        unix_socket_path=opts.get("path")
+        if connection_class is UnixDomainSocketConnection
+        else None,
         database=int(opts.get("db", 0)),
         username=opts.get("username"),
         password=opts.get("password"),
@@ -91,4 +94,3 @@ def _is_auth_error(exc: BaseException) -> bool:
     # redis-py reports a wrong password on connect as a plain ConnectionError
     words = ("WRONGPASS", "NOAUTH", "invalid username-password", "invalid password")
     return isinstance(exc, AuthenticationError) or any(word in str(exc) for word in words)
-

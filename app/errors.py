@@ -10,7 +10,7 @@ class SettingsError(ChunksumError, ValueError):
 
 
 class ChunkingError(ChunksumError, ValueError):
-    """``chunks``/``chunk_size`` are missing, both given, not positive, or unusable for the input."""
+    """``chunks``/``chunk_size`` are both given, not positive, or unusable for the input."""
 
 
 class InvalidNumberError(ChunksumError, TypeError):

@@ -82,7 +82,9 @@ class ExactSum:
 
     def __add__(self, other: "ExactSum") -> "ExactSum":
         low = min(self.exponent, other.exponent)
-        mantissa = (self.mantissa << (self.exponent - low)) + (other.mantissa << (other.exponent - low))
+        mantissa = (self.mantissa << (self.exponent - low)) + (
+            other.mantissa << (other.exponent - low)
+        )
         return ExactSum.of(mantissa, low, self.flags | other.flags)
 
     def value(self) -> int | float:

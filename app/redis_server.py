@@ -92,7 +92,10 @@ class RedisServer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -114,7 +117,9 @@ class RedisServer:
                     pass
                 time.sleep(0.01)
         self.stop()
-        raise RedisServerError(f"redis-server did not answer within {START_TIMEOUT_S} s: {self._log_tail()}")
+        raise RedisServerError(
+            f"redis-server did not answer within {START_TIMEOUT_S} s: {self._log_tail()}"
+        )
 
     def _log_tail(self) -> str:
         log = self._dir / "redis.log"

@@ -8,8 +8,9 @@ once, by the submitter, after every chunk's partial has arrived.
 
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -30,22 +31,29 @@ end
 """
 
 # KEYS: run, partials, inbox. ARGV: ttl, chunk index, inbox entry, now.
-_RECORD = _EXPIRE + """
+_RECORD = (
+    _EXPIRE
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return 0 end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[3], ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'done_chunks', 1)
-if status == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4]) end
+if status == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4])
+end
 expire(KEYS[2])
 expire(KEYS[3])
 return 1
 """
+)
 
 # KEYS: run, partials, inbox. ARGV: ttl, new status, now, inbox entry ('' for none), then
 # field/value pairs. Ends an active run: its partials go, the entry (a chunk's failure) is
 # left for the submitter, and the run hash stays for the retention time.
-_END = _EXPIRE + """
+_END = (
+    _EXPIRE
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return status or false end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 5))
@@ -57,6 +65,7 @@ end
 expire(KEYS[1])
 return 'ok'
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +106,7 @@ class RunStatus:
 class RunStore:
     """Reads and writes runs for one deployment (one key prefix)."""
 
-    def __init__(self, redis: "Redis[bytes]", keys: Keys, *, ttl_s: float | None) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: float | None) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
@@ -118,12 +127,14 @@ class RunStore:
     async def record(self, run_id: str, index: int, partial: ExactSum) -> bool:
         """Record chunk ``index``'s partial once; return False for a duplicate or ended run."""
         entry = codec.dumps([index, partial.to_wire()])
-        args = [self._ttl, index, entry, _now()]
+        args: list[str | int | bytes] = [self._ttl, index, entry, _now()]
         return bool(await self._record(keys=self.keys.run_keys(run_id), args=args))
 
     async def fail_chunk(self, run_id: str, index: int, message: str) -> None:
         """Fail the run because chunk ``index`` can't be summed, and tell the submitter."""
-        await self.end(run_id, "failed", inbox_entry=codec.dumps([index, None, message]), error=message)
+        await self.end(
+            run_id, "failed", inbox_entry=codec.dumps([index, None, message]), error=message
+        )
 
     async def end(
         self, run_id: str, status: str, *, inbox_entry: bytes = b"", **fields: object
@@ -156,7 +167,7 @@ class RunStore:
 
     async def read(self, run_id: str) -> RunStatus:
         """Return the run, or raise RunNotFoundError."""
-        raw = await self.redis.hgetall(self.keys.run(run_id))
+        raw = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.keys.run(run_id)))
         if not raw:
             raise RunNotFoundError(
                 f"no run {run_id!r} under key prefix {self.keys.prefix!r}: check the id and "

@@ -43,7 +43,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        """Build settings from ``REDIS_URL`` and ``CHUNKSUM_*`` variables; unset ones keep defaults."""
+        """Build settings from ``REDIS_URL`` and ``CHUNKSUM_*`` variables; unset keep defaults."""
         values: dict[str, Any] = {}
         if url := env.get("REDIS_URL"):
             values["redis_url"] = url

@@ -10,10 +10,10 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from arq.connections import ArqRedis
 from arq.jobs import serialize_job
@@ -24,7 +24,7 @@ from app.connection import connect
 from app.errors import RunFailedError, RunNotDoneError, RunTimeoutError
 from app.exact import ExactSum
 from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
-from app.runs import RunStatus, RunStore
+from app.runs import ACTIVE, RunStatus, RunStore
 from app.settings import Settings
 
 Progress = Callable[[int, int | None], None]
@@ -33,6 +33,7 @@ Progress = Callable[[int, int | None], None]
 # BLPOP wakes on a push at once; the slice only bounds how long a dead run goes unnoticed.
 WAIT_SLICE_S = 5.0
 PIPELINE_BYTES = 1 << 20
+MAX_DRAIN = 1000  # inbox entries read per round trip after BLPOP wakes
 logger = logging.getLogger(__name__)
 
 
@@ -87,7 +88,10 @@ class Client:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.redis.aclose()
 
@@ -111,12 +115,14 @@ class Client:
         *,
         chunks: int | None = None,
         chunk_size: int | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # the run's own deadline: it cleans up
         on_progress: Progress | None = None,
     ) -> RunResult:
         """Sum ``numbers`` on the workers and store the total in Redis; see :func:`submit`."""
         started = time.perf_counter()
-        chunked = plan(numbers, chunks=chunks, chunk_size=chunk_size, default_size=self.settings.chunk_size)
+        chunked = plan(
+            numbers, chunks=chunks, chunk_size=chunk_size, default_size=self.settings.chunk_size
+        )
         deadline = None if timeout is None else time.monotonic() + timeout
         run = _Run(uuid.uuid4().hex, chunked.chunks, deadline)
         await self.runs.create(run.run_id, chunks=run.chunks)
@@ -127,7 +133,9 @@ class Client:
             await asyncio.shield(self._abandon(run, exc))
             raise
         if ended is not None:
-            raise RunFailedError(f"run {run.run_id} was {ended} before it finished", run_id=run.run_id)
+            raise RunFailedError(
+                f"run {run.run_id} was {ended} before it finished", run_id=run.run_id
+            )
         total = run.total.value()
         return RunResult(run.run_id, total, run.count, run.sent, time.perf_counter() - started)
 
@@ -203,17 +211,20 @@ class Client:
                     run_id=run.run_id,
                 )
         inbox = self.keys.inbox(run.run_id)
-        popped = await self.redis.blpop([inbox], timeout=max(wait_s, 0.01))
+        # Redis >= 6 takes fractional BLPOP timeouts; redis-py's annotation says int
+        timeout_s: Any = max(wait_s, 0.01)
+        popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
         if popped is None:
             await self._check_active(run)
             return
-        entries = [popped[1], *(await self.redis.lpop(inbox, self.settings.max_in_flight) or [])]
+        rest = await cast(Awaitable[list[bytes] | None], self.redis.lpop(inbox, MAX_DRAIN))
+        entries = [popped[1], *(rest or [])]
         for entry in entries:
             run.accept(entry)
 
     async def _check_active(self, run: _Run) -> None:
         stored = await self.runs.read(run.run_id)
-        if stored.status not in ("queued", "running"):
+        if stored.status not in ACTIVE:
             raise RunFailedError(
                 f"run {run.run_id} was {stored.status} while waiting: {stored.error}",
                 run_id=run.run_id,
@@ -235,7 +246,7 @@ async def submit(
     *,
     chunks: int | None = None,
     chunk_size: int | None = None,
-    timeout: float | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109  # the run's own deadline: it cleans up
     redis_url: str | None = None,
     settings: Settings | None = None,
     on_progress: Progress | None = None,

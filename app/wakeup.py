@@ -42,18 +42,19 @@ class QueueWaker:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.keys.wake_channel)
         self._listener = asyncio.create_task(self._listen(pubsub), name="chunksum-wakeup")
-        self.redis.zrangebyscore = self._read_queue  # type: ignore[method-assign]
+        self.redis.zrangebyscore = self._read_queue  # type: ignore[method-assign,assignment]  # see module doc
 
     async def close(self) -> None:
         """Stop listening and restore the plain queue read."""
-        self.redis.zrangebyscore = self._read  # type: ignore[method-assign]
+        self.redis.zrangebyscore = self._read  # type: ignore[method-assign]  # see module doc
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
 
     async def _read_queue(self, name: str, *args: Any, **kwargs: Any) -> list[bytes]:
         if name != self.keys.queue:
-            return await self._read(name, *args, **kwargs)
+            other: list[bytes] = await self._read(name, *args, **kwargs)
+            return other
         self._woken.clear()  # before the read, so a wake-up during it is not lost
         job_ids: list[bytes] = await self._read(name, *args, **kwargs)
         if job_ids and job_ids != self._last:

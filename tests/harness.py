@@ -5,10 +5,11 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from arq.connections import ArqRedis
 from arq.worker import Worker
 
 from app.settings import Settings
@@ -70,8 +71,15 @@ def process_env(settings: Settings) -> dict[str, str]:
 async def worker_process(settings: Settings, *args: str) -> AsyncIterator[Any]:
     """Run ``chunksum worker`` in a real subprocess until the block exits."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "worker", "--log-level", "warning", *args,
-        env=process_env(settings), cwd=ROOT,
+        sys.executable,
+        "-m",
+        "app.cli",
+        "worker",
+        "--log-level",
+        "warning",
+        *args,
+        env=process_env(settings),
+        cwd=ROOT,
     )
     try:
         yield process
@@ -79,3 +87,8 @@ async def worker_process(settings: Settings, *args: str) -> AsyncIterator[Any]:
         if process.returncode is None:
             process.terminate()
         await asyncio.wait_for(process.wait(), 15)
+
+
+async def read_hash(redis: ArqRedis, key: str) -> dict[bytes, bytes]:
+    """Return a hash's raw fields (redis-py types HGETALL as maybe-awaitable)."""
+    return await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(key))

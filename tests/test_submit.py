@@ -21,11 +21,11 @@ from app import (
 )
 from app.keys import Keys
 from app.redis_server import RedisServer
-from tests.harness import free_port, running_worker
+from tests.harness import free_port, read_hash, running_worker
 
 
 async def run_keys(redis: ArqRedis, settings: Settings) -> list[str]:
-    """Return every key of the test's prefix and every arq job key, but the worker's health check."""
+    """Return the test prefix's keys and arq job keys, but the worker's health check."""
     found = await redis.keys(f"{settings.key_prefix}:*") + await redis.keys("arq:job:*")
     return sorted(key.decode() for key in found if not key.endswith(b":health-check"))
 
@@ -36,7 +36,7 @@ async def test_classic_example_stores_the_total(
     """1..10000 in four chunks sums to 50005000, stored in the run hash with its counts."""
     result = await client.submit(range(1, 10_001), chunks=4, timeout=30)
     assert (result.total, result.count, result.chunks) == (50_005_000, 10_000, 4)
-    stored = await redis.hgetall(client.keys.run(result.run_id))
+    stored = await read_hash(redis, client.keys.run(result.run_id))
     assert stored[b"total"] == b"50005000"
     assert stored[b"total_type"] == b"int"
     assert (stored[b"status"], stored[b"done_chunks"], stored[b"chunks"]) == (b"done", b"4", b"4")
@@ -162,7 +162,7 @@ async def test_bad_item_late_in_a_stream_fails_the_run(
     assert caught.value.position == 1000
     runs = await redis.keys(client.keys.run("*"))
     assert len(runs) == 1
-    stored = await redis.hgetall(runs[0])
+    stored = await read_hash(redis, runs[0].decode())
     assert stored[b"status"] == b"failed"
     assert b"item 1000" in stored[b"error"]
     assert b"total" not in stored
@@ -219,9 +219,7 @@ async def test_password_and_acl_user_in_the_url(settings: Settings) -> None:
     assert "s3cret" not in repr(right)
 
 
-async def test_key_prefixes_keep_deployments_apart(
-    settings: Settings, redis: ArqRedis
-) -> None:
+async def test_key_prefixes_keep_deployments_apart(settings: Settings, redis: ArqRedis) -> None:
     """A worker of one key prefix never takes another prefix's jobs."""
     other = replace(settings, key_prefix=settings.key_prefix + "-other")
     async with running_worker(settings):
