@@ -1,7 +1,11 @@
 """End-to-end submits against a real Redis and a real (in-process) arq worker."""
 
+import asyncio
 import math
 import random
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -18,10 +22,11 @@ from app import (
     RunTimeoutError,
     Settings,
     submit,
+    submit_sync,
 )
 from app.keys import Keys
 from app.redis_server import RedisServer
-from tests.harness import free_port, read_hash, running_worker
+from tests.harness import ROOT, free_port, process_env, read_hash, running_worker
 
 
 async def run_keys(redis: ArqRedis, settings: Settings) -> list[str]:
@@ -227,3 +232,33 @@ async def test_key_prefixes_keep_deployments_apart(settings: Settings, redis: Ar
             await submit([1, 2, 3], settings=other, timeout=0.5)
         assert (await submit([1, 2, 3], settings=settings, timeout=30)).total == 6
     assert await redis.keys(f"{Keys(other.key_prefix).queue}*") == []
+
+
+async def test_cancelling_the_caller_cancels_the_run(
+    client: Client, redis: ArqRedis, settings: Settings
+) -> None:
+    """Cancelling the awaiting task marks the run cancelled and removes its queued jobs."""
+    task = asyncio.create_task(client.submit(range(100), chunks=10))
+    deadline = time.monotonic() + 10
+    while await redis.zcard(client.keys.queue) < 10:  # bounded wait for the enqueue
+        assert time.monotonic() < deadline, "the chunks were never enqueued"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (run_key,) = await redis.keys(client.keys.run("*"))
+    stored = await read_hash(redis, run_key.decode())
+    assert stored[b"status"] == b"cancelled"
+    assert await run_keys(redis, settings) == [run_key.decode()]
+
+
+def test_submit_sync_from_synchronous_code(settings: Settings) -> None:
+    """submit_sync sums on a real worker process without an event loop of the caller's."""
+    command = [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]
+    with subprocess.Popen(command, env=process_env(settings), cwd=ROOT) as process:
+        try:
+            result = submit_sync([1, 2.5, 2**70], settings=settings, timeout=30)
+        finally:
+            process.terminate()
+    assert result.total == float(2**70 + 3)
+    assert process.returncode == 0
