@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import logging.config
 import math
@@ -16,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from app.chunking import Numbers
-from app.errors import ChunksumError
+from app.errors import ChunksumError, SettingsError
+from app.exact import total_text
 from app.inputs import inclusive_range, parse_lines
 from app.redis_server import RedisServer
 from app.runs import RunStatus
@@ -26,6 +28,7 @@ from app.worker_processes import WorkerProcesses
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+_JSON_INT_BITS = 14_000  # 10**4214 < 2**14000 < 10**4215: within the 4300-digit limit
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,10 +150,19 @@ def _numbers(args: argparse.Namespace) -> Iterator[Numbers]:
     if args.range is not None:
         yield inclusive_range(*args.range)
     elif args.file not in (None, "-"):
-        with open(args.file, encoding="utf-8") as lines:
+        # errors="replace": a non-UTF-8 line becomes "line N is not a number", not a traceback
+        try:
+            lines = open(args.file, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot read --file {args.file!r} ({exc.strerror}); give a readable text file "
+                "with one number per line, or '-' for stdin"
+            ) from exc
+        with lines:
             yield parse_lines(lines, args.file)
     elif args.file == "-" or not sys.stdin.isatty():
-        yield parse_lines(sys.stdin, "<stdin>")
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        yield parse_lines(stdin, "<stdin>")
     else:
         raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
 
@@ -183,7 +195,7 @@ def _print_result(result: RunResult, *, as_json: bool) -> None:
         print(json.dumps(fields))
         return
     print(f"run_id  {result.run_id}")
-    print(f"total   {result.total!r}")
+    print(f"total   {_text(result.total)}")
     print(f"count   {result.count} numbers in {result.chunks} chunks, {result.elapsed_s:.3f} s")
 
 
@@ -230,7 +242,7 @@ def _result(args: argparse.Namespace, settings: Settings) -> int:
         async with Client(settings) as client:
             return await client.result(args.run_id)
 
-    print(repr(asyncio.run(read_total())))
+    print(_text(asyncio.run(read_total())))
     return 0
 
 
@@ -239,10 +251,20 @@ async def _read(settings: Settings, run_id: str) -> RunStatus:
         return await client.status(run_id)
 
 
+def _text(total: int | float) -> str:
+    """Return a total as text: repr() refuses ints of over 4300 digits, total_text() doesn't."""
+    return total_text(total)[0]
+
+
 def _json_number(value: int | float | None) -> int | float | str | None:
-    """Keep ints and finite floats as JSON numbers; NaN and infinities become strings."""
+    """Keep ints and finite floats as JSON numbers; NaN, infinities and huge ints become strings.
+
+    json.dumps() and json.loads() refuse ints of over 4300 digits (CVE-2020-10735 guard).
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
+    if isinstance(value, int) and value.bit_length() > _JSON_INT_BITS:
+        return _text(value)
     return value
 
 

@@ -1,8 +1,12 @@
 """Numbers from outside Python: text lines (files, stdin) and inclusive integer ranges."""
 
+import re
 from collections.abc import Iterable, Iterator
 
 from app.errors import InvalidNumberError
+from app.exact import parse_total
+
+_INT = re.compile(r"[+-]?\d+(?:_\d+)*")
 
 
 def parse_lines(lines: Iterable[str], source: str) -> Iterator[int | float]:
@@ -16,16 +20,24 @@ def parse_lines(lines: Iterable[str], source: str) -> Iterator[int | float]:
         if not text:
             continue
         try:
-            yield int(text)
+            number = _number(text)
         except ValueError:
-            try:
-                yield float(text)
-            except ValueError:
-                raise InvalidNumberError(
-                    f"line {line_number} of {source} is {text[:60]!r}, not a number; "
-                    "give one int or float per line, e.g. 42 or -1.5e3",
-                    position=line_number - 1,
-                ) from None
+            raise InvalidNumberError(
+                f"line {line_number} of {source} is {text[:60]!r}, not a number; "
+                "give one int or float per line, e.g. 42 or -1.5e3",
+                position=line_number - 1,
+            ) from None
+        yield number
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        if _INT.fullmatch(text):
+            # over 4300 digits int() refuses (CVE-2020-10735 guard) and float() gives inf
+            return parse_total(text.replace("_", "").removeprefix("+"), "int")
+        return float(text)
 
 
 def inclusive_range(first: int, last: int) -> range:

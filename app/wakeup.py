@@ -39,8 +39,9 @@ class QueueWaker:
 
     async def start(self) -> None:
         """Subscribe to wake-ups and wrap the worker's queue read."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.redis.pubsub()  # with subscribe confirmations: see _listen
         await pubsub.subscribe(self.keys.wake_channel)
+        await pubsub.get_message(timeout=None)  # the confirmation; a resubscription's wakes
         self._listener = asyncio.create_task(self._listen(pubsub), name="chunksum-wakeup")
         self.redis.zrangebyscore = self._read_queue  # type: ignore[method-assign,assignment]  # see module doc
 
@@ -80,6 +81,9 @@ class QueueWaker:
                     logger.warning("wake-up channel lost (%s); retrying in %.1f s", exc, backoff_s)
                     await asyncio.sleep(backoff_s)
                     backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-                    message = True
-                if message:
+                    continue
+                # a wake-up, or a (re)subscription confirmed: wake-ups published while the
+                # channel was down were lost, so read the queue again only now, when no later
+                # one can be lost (waking before resubscribing would miss those in between)
+                if message is not None:
                     self._woken.set()

@@ -14,7 +14,7 @@ async def sum_chunk(ctx: dict[str, Any], *, run_id: str, index: int, parts: obje
     than being retried: running it again would fail the same way.
     """
     runs: RunStore = ctx["runs"]
-    if not isinstance(run_id, str) or not isinstance(index, int):
+    if not isinstance(run_id, str) or not isinstance(index, int) or isinstance(index, bool):
         raise PayloadError(f"sum_chunk needs run_id: str and index: int, got {run_id!r}, {index!r}")
     try:
         partial = codec.sum_parts(parts)

@@ -12,6 +12,7 @@ from typing import Any, cast
 from arq.connections import ArqRedis
 from arq.worker import Worker
 
+from app.keys import Keys
 from app.settings import Settings
 from app.worker import worker_settings
 
@@ -34,10 +35,10 @@ async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Wo
     try:
         yield worker
     finally:
-        await stop_worker(worker, task)
+        await stop_worker(worker, task, Keys(settings.key_prefix))
 
 
-async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+async def stop_worker(worker: Worker, task: asyncio.Task[None], keys: Keys) -> None:
     """Stop an in-process worker without cancelling it inside a Redis call.
 
     arq's close() cancels the worker loop wherever it is; cancelled inside start_jobs'
@@ -45,15 +46,17 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
     jobs, let the loop finish its current pass, let running jobs end, then stop and close.
     """
     worker.allow_pick_jobs = False
-    passed = asyncio.Event()
-    heart_beat = worker.heart_beat
+    if worker.main_task is not None and not worker.main_task.done():  # not a finished burst
+        passed = asyncio.Event()
+        heart_beat = worker.heart_beat
 
-    async def beat() -> None:
-        await heart_beat()
-        passed.set()
+        async def beat() -> None:
+            await heart_beat()
+            passed.set()
 
-    worker.heart_beat = beat  # type: ignore[method-assign]
-    await asyncio.wait_for(passed.wait(), 10)
+        worker.heart_beat = beat  # type: ignore[method-assign]
+        await worker.pool.publish(keys.wake_channel, "stop")  # end an idle queue wait now
+        await asyncio.wait_for(passed.wait(), 10)
     if worker.tasks:
         await asyncio.wait(worker.tasks.values(), timeout=10)
     task.cancel()

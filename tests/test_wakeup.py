@@ -1,0 +1,230 @@
+"""Wake-ups: idle workers wait for a submitter's PUBLISH instead of polling the queue."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import Worker
+from redis.asyncio.client import PubSub
+
+from app.keys import Keys
+from app.settings import Settings
+from app.submit import Client
+from app.wakeup import QueueWaker
+from tests.harness import running_worker
+
+LONG_POLL_S = 30.0  # far beyond every test's timeout: only a wake-up can explain prompt pick-up
+
+
+async def command_calls(redis: ArqRedis, command: str) -> int:
+    """Return how many times the server has run ``command`` (INFO commandstats)."""
+    stats = await redis.info("commandstats")
+    calls: int = stats.get(f"cmdstat_{command}", {}).get("calls", 0)
+    return calls
+
+
+async def subscribers(redis: ArqRedis, channel: str) -> int:
+    """Return how many connections subscribe to ``channel``."""
+    [(_, count)] = await redis.pubsub_numsub(channel)
+    return int(count)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5) -> None:
+    """Poll ``condition`` until it holds; raise TimeoutError after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        # Redis's state (command counts, subscribers) has no in-process event to wait on
+        while not await condition():  # noqa: ASYNC110  # see above
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def idle_worker(settings: Settings, redis: ArqRedis) -> AsyncIterator[Worker]:
+    """Run an in-process worker; enter once it has found the queue empty and waits."""
+    before = await command_calls(redis, "zrangebyscore")
+
+    async def has_read_queue() -> bool:
+        return await command_calls(redis, "zrangebyscore") > before
+
+    async with running_worker(settings) as worker:
+        await wait_until(has_read_queue)
+        yield worker
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    """Return the test's key names."""
+    return Keys(settings.key_prefix)
+
+
+@pytest.fixture
+def long_poll(settings: Settings) -> Settings:
+    """Return the test's settings with a fallback poll longer than any test may take."""
+    return replace(settings, worker_poll_s=LONG_POLL_S)
+
+
+@pytest.fixture
+async def waker(redis: ArqRedis, keys: Keys) -> AsyncIterator[QueueWaker]:
+    """Start a QueueWaker with a long idle wait on the test's pool; close it afterwards."""
+    started = QueueWaker(redis, keys, idle_s=LONG_POLL_S)
+    await started.start()
+    yield started
+    await started.close()
+
+
+async def read_queue(redis: ArqRedis, keys: Keys) -> list[bytes]:
+    """Read the queue as arq's worker loop does."""
+    job_ids: list[bytes] = await redis.zrangebyscore(
+        keys.queue, min=float("-inf"), max=time.time() * 1000, start=0, num=100
+    )
+    return job_ids
+
+
+async def test_idle_worker_with_long_poll_takes_a_new_run_at_once(
+    long_poll: Settings, redis: ArqRedis
+) -> None:
+    """An idle worker picks up a new run on its wake-up, long before its fallback poll."""
+    async with idle_worker(long_poll, redis), Client(long_poll) as client:
+        result = await client.submit(range(100), chunks=2, timeout=10)
+    assert result.total == 4950
+    assert result.elapsed_s < 5
+
+
+async def test_idle_worker_reads_the_queue_once_per_poll(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    """An idle worker reads the queue about once per worker_poll_s, not every loop pass."""
+    assert settings.worker_poll_s == 0.2
+    async with idle_worker(settings, redis):
+        before = await command_calls(redis, "zrangebyscore")
+        # not synchronisation: idleness can only be observed over time, so count for 1 s
+        await asyncio.sleep(1.0)
+        reads = await command_calls(redis, "zrangebyscore") - before
+    # 5 expected; arq's 5 ms loop delay without the waker would make it about 200
+    assert 1 <= reads <= 10
+
+
+async def test_close_restores_the_plain_queue_read(redis: ArqRedis, keys: Keys) -> None:
+    """QueueWaker wraps the queue read while started; close restores it and unsubscribes."""
+    plain = redis.zrangebyscore
+    waker = QueueWaker(redis, keys, idle_s=LONG_POLL_S)
+    await waker.start()
+    assert redis.zrangebyscore != plain
+    assert await subscribers(redis, keys.wake_channel) == 1
+    await waker.close()
+    assert redis.zrangebyscore == plain
+
+    async def unsubscribed() -> bool:
+        return await subscribers(redis, keys.wake_channel) == 0
+
+    await wait_until(unsubscribed)
+
+
+async def test_reads_of_other_keys_pass_through(redis: ArqRedis, waker: QueueWaker) -> None:
+    """Sorted-set reads of keys other than the queue return at once, arguments intact."""
+    await redis.zadd("other", {"a": 1, "b": 2})
+    async with asyncio.timeout(2):
+        assert await redis.zrangebyscore("other", 0, 10) == [b"a", b"b"]
+        assert await redis.zrangebyscore("other", 2, 10, withscores=True) == [(b"b", 2.0)]
+        assert await redis.zrangebyscore("empty", 0, 10) == []
+
+
+async def test_new_job_ids_are_returned_at_once(
+    redis: ArqRedis, keys: Keys, waker: QueueWaker
+) -> None:
+    """A queue read that finds job ids it hasn't returned before returns them immediately."""
+    async with asyncio.timeout(2):
+        await redis.zadd(keys.queue, {"job-1": 1})
+        assert await read_queue(redis, keys) == [b"job-1"]
+        await redis.zadd(keys.queue, {"job-2": 2})
+        assert await read_queue(redis, keys) == [b"job-1", b"job-2"]
+
+
+async def test_read_with_nothing_new_waits_for_a_wake_up(
+    redis: ArqRedis, keys: Keys, waker: QueueWaker
+) -> None:
+    """A queue read with nothing new waits, and a PUBLISH on the wake channel ends the wait."""
+    await redis.zadd(keys.queue, {"job-1": 1})
+    assert await read_queue(redis, keys) == [b"job-1"]
+    reading = asyncio.create_task(read_queue(redis, keys))  # job-1 again: nothing new
+    async with redis.pipeline(transaction=False) as pipe:  # as the client enqueues
+        pipe.zadd(keys.queue, {"job-2": 2})
+        pipe.publish(keys.wake_channel, "run")
+        await pipe.execute()
+    assert await asyncio.wait_for(reading, 2) == [b"job-1", b"job-2"]
+
+
+async def test_read_with_nothing_new_falls_back_after_idle_s(redis: ArqRedis, keys: Keys) -> None:
+    """Without a wake-up, a read of an empty queue returns nothing after idle_s, not at once."""
+    waker = QueueWaker(redis, keys, idle_s=0.3)
+    await waker.start()
+    try:
+        started = time.monotonic()
+        assert await asyncio.wait_for(read_queue(redis, keys), 2) == []
+        assert time.monotonic() - started >= 0.25
+    finally:
+        await waker.close()
+
+
+@pytest.mark.timeout(60)
+async def test_wake_ups_survive_a_dropped_connection(
+    long_poll: Settings, redis: ArqRedis, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After its pub/sub connection is killed the listener resubscribes and wake-ups still work."""
+
+    async def resubscribed() -> bool:
+        return await subscribers(redis, keys.wake_channel) == 1
+
+    async with idle_worker(long_poll, redis), Client(long_poll) as client:
+        assert await redis.client_kill_filter(_type="pubsub") >= 1  # CLIENT KILL TYPE pubsub
+        # submitted at once: its wake-up may go out while the listener is reconnecting
+        assert (await client.submit(range(10), chunks=2, timeout=10)).total == 45
+        await wait_until(resubscribed)
+        # now only the resubscribed listener can wake the worker within the timeout
+        assert (await client.submit(range(100), chunks=2, timeout=10)).total == 4950
+    assert any(
+        record.name == "app.wakeup" and record.levelno == logging.WARNING
+        for record in caplog.records
+    )
+
+
+async def test_job_published_while_reconnecting_is_not_missed(
+    redis: ArqRedis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job whose wake-up is lost while the listener reconnects is read once it resubscribes."""
+    reconnecting, reconnect = asyncio.Event(), asyncio.Event()
+    resubscribe = PubSub.on_connect
+
+    async def gated_resubscribe(pubsub: PubSub, connection: Any) -> None:
+        reconnecting.set()
+        await reconnect.wait()
+        await resubscribe(pubsub, connection)
+
+    # before start(): redis-py registers the resubscribe callback when it first connects
+    monkeypatch.setattr(PubSub, "on_connect", gated_resubscribe)
+    waker = QueueWaker(redis, keys, idle_s=LONG_POLL_S)
+    await waker.start()
+    try:
+
+        async def worker_loop() -> list[bytes]:
+            while not (job_ids := await read_queue(redis, keys)):
+                pass
+            return job_ids
+
+        reading = asyncio.create_task(worker_loop())
+        assert await redis.client_kill_filter(_type="pubsub") >= 1
+        await asyncio.wait_for(reconnecting.wait(), 5)
+        async with redis.pipeline(transaction=False) as pipe:  # its wake-up goes nowhere
+            pipe.zadd(keys.queue, {"job-1": 1})
+            pipe.publish(keys.wake_channel, "run")
+            assert (await pipe.execute())[1] == 0
+        reconnect.set()
+        assert await asyncio.wait_for(reading, 5) == [b"job-1"]
+    finally:
+        reconnect.set()
+        await waker.close()

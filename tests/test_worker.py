@@ -1,0 +1,315 @@
+"""The chunk job and the worker settings, on a real Redis with real arq workers."""
+
+import asyncio
+import inspect
+import pickle
+import sys
+import time
+import uuid
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pytest
+from arq.connections import ArqRedis
+from arq.jobs import serialize_job
+from arq.worker import Worker
+
+import app.worker
+from app import codec
+from app.errors import PayloadError, RunFailedError
+from app.exact import ExactSum
+from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
+from app.runs import RunStore
+from app.settings import Settings
+from app.submit import Client
+from app.worker import worker_settings
+from jobs.chunks import sum_chunk
+from tests.harness import ROOT, process_env, read_hash, running_worker, worker_process
+
+CORRUPT_PARTS = [["i8", b"abc"]]  # 3 bytes: not a whole number of int64s
+
+
+class Touch:
+    """Unpickles to a call of ``Path.touch``: a stand-in for code run by a pickled payload."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+def chunk_job(run_id: object, index: object, parts: object) -> bytes:
+    """Return a serialized ``sum_chunk`` job, as the client writes it."""
+    kwargs = {"run_id": run_id, "index": index, "parts": parts}
+    return serialize_job(SUM_CHUNK_JOB, (), kwargs, None, now_ms(), serializer=codec.dumps)
+
+
+def now_ms() -> int:
+    """Return the time in milliseconds, arq's queue score."""
+    return int(time.time() * 1000)
+
+
+async def enqueue_raw(redis: ArqRedis, keys: Keys, arq_job_id: str, data: bytes) -> None:
+    """Put a job definition and its queue entry in Redis by hand, as a client would."""
+    await redis.psetex(arq_job_key(arq_job_id), 60_000, data)
+    await redis.zadd(keys.queue, {arq_job_id: now_ms()})
+
+
+async def run_burst(settings: Settings) -> Worker:
+    """Run an in-process worker until the queue is empty, then close it."""
+    worker = Worker(
+        **{**worker_settings(settings), "burst": True, "poll_delay": 0, "handle_signals": False}
+    )
+    try:
+        await asyncio.wait_for(worker.main(), 10)
+    finally:
+        await worker.close()
+    return worker
+
+
+async def inbox_entries(redis: ArqRedis, keys: Keys, run_id: str) -> list[Any]:
+    """Return the run's inbox entries, decoded."""
+    raw = await cast(Awaitable[list[bytes]], redis.lrange(keys.inbox(run_id), 0, -1))
+    return [codec.loads(entry) for entry in raw]
+
+
+async def next_wake_run_id(pubsub: Any) -> str:
+    """Return the run id of the next wake-up published (the client's jobs are then queued)."""
+    async with asyncio.timeout(5):
+        while (message := await pubsub.get_message(timeout=None)) is None:
+            pass
+    data: bytes = message["data"]
+    return data.decode()
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    """Return the test's key names."""
+    return Keys(settings.key_prefix)
+
+
+@pytest.fixture
+def runs(redis: ArqRedis, keys: Keys) -> RunStore:
+    """Return a run store on the test Redis."""
+    return RunStore(redis, keys, ttl_s=600)
+
+
+async def test_corrupt_payload_fails_the_run(
+    settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore
+) -> None:
+    """A chunk whose bytes can't be decoded fails the run, naming the chunk, and tells the inbox."""
+    run_id = uuid.uuid4().hex
+    await runs.create(run_id, chunks=4)
+    await enqueue_raw(redis, keys, job_id(run_id, 3), chunk_job(run_id, 3, CORRUPT_PARTS))
+    worker = await run_burst(settings)
+    assert worker.jobs_failed == 1
+    status = await runs.read(run_id)
+    assert status.status == "failed"
+    assert status.error is not None
+    assert "chunk 3" in status.error
+    assert "not a whole number" in status.error
+    assert await inbox_entries(redis, keys, run_id) == [[3, None, status.error]]
+    assert await redis.ttl(keys.inbox(run_id)) > 0
+    assert await redis.zcard(keys.queue) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_submit_waiting_on_a_corrupt_chunk_raises(
+    settings: Settings, redis: ArqRedis, client: Client, keys: Keys, runs: RunStore
+) -> None:
+    """A submit whose chunk turns out corrupt raises RunFailedError naming the chunk."""
+    async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(keys.wake_channel)
+        submitting = asyncio.create_task(client.submit(range(300), chunks=3, timeout=20))
+        run_id = await next_wake_run_id(pubsub)
+    # the jobs are queued and no worker runs yet: corrupt chunk 1 where it waits
+    await redis.psetex(arq_job_key(job_id(run_id, 1)), 60_000, chunk_job(run_id, 1, CORRUPT_PARTS))
+    async with running_worker(settings):
+        with pytest.raises(RunFailedError, match="chunk 1 can't be summed") as caught:
+            await asyncio.wait_for(submitting, 20)
+    assert caught.value.run_id == run_id
+    status = await runs.read(run_id)
+    assert (status.status, status.total) == ("failed", None)
+    assert status.error is not None
+    assert "chunk 1" in status.error
+
+
+async def test_second_job_for_a_chunk_counts_once(
+    settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore
+) -> None:
+    """Two jobs for the same chunk (different job ids) record one partial and count once."""
+    run_id = uuid.uuid4().hex
+    await runs.create(run_id, chunks=2)
+    parts = codec.encode_chunk(range(10), 0)
+    await enqueue_raw(redis, keys, job_id(run_id, 0), chunk_job(run_id, 0, parts))
+    await enqueue_raw(redis, keys, job_id(run_id, 0) + ":again", chunk_job(run_id, 0, parts))
+    worker = await run_burst(settings)
+    assert (worker.jobs_complete, worker.jobs_failed) == (2, 0)
+    await assert_recorded_once(redis, keys, runs, run_id, total=45)
+
+
+async def test_same_job_redelivered_counts_once(
+    settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore
+) -> None:
+    """The same chunk job delivered again after it finished changes nothing."""
+    run_id = uuid.uuid4().hex
+    await runs.create(run_id, chunks=2)
+    data = chunk_job(run_id, 1, codec.encode_chunk([2**70, -1], 1))
+    for _ in range(2):
+        await enqueue_raw(redis, keys, job_id(run_id, 1), data)
+        worker = await run_burst(settings)
+        assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
+    await assert_recorded_once(redis, keys, runs, run_id, total=2**70 - 1, index=1)
+
+
+async def assert_recorded_once(
+    redis: ArqRedis, keys: Keys, runs: RunStore, run_id: str, *, total: int, index: int = 0
+) -> None:
+    """Check that exactly one partial, chunk ``index``'s, reached the run."""
+    status = await runs.read(run_id)
+    assert (status.status, status.done_chunks) == ("running", 1)
+    assert list(await read_hash(redis, keys.partials(run_id))) == [str(index).encode()]
+    [[recorded_index, wire]] = await inbox_entries(redis, keys, run_id)
+    assert recorded_index == index
+    assert ExactSum.from_wire(wire).value() == total
+
+
+@pytest.mark.parametrize("status", ["done", "failed", "cancelled", None])
+async def test_chunk_for_an_ended_run_records_nothing(
+    settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore, status: str | None
+) -> None:
+    """A chunk job for a run that ended (or no longer exists) leaves no partial behind."""
+    run_id = uuid.uuid4().hex
+    if status is not None:
+        await runs.create(run_id, chunks=1)
+        assert await runs.end(run_id, status) is None
+    await enqueue_raw(redis, keys, job_id(run_id, 0), chunk_job(run_id, 0, [["i1", b"\x05"]]))
+    worker = await run_burst(settings)
+    assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
+    assert await redis.exists(keys.partials(run_id), keys.inbox(run_id)) == 0
+    if status is not None:
+        stored = await runs.read(run_id)
+        assert (stored.status, stored.done_chunks) == (status, 0)
+    else:
+        assert await redis.exists(keys.run(run_id)) == 0
+
+
+async def test_pickled_job_is_never_unpickled(
+    settings: Settings, redis: ArqRedis, keys: Keys, tmp_path: Path
+) -> None:
+    """A pickled job (arq's default format) is refused unread and dropped from the queue."""
+    probe, marker = tmp_path / "probe", tmp_path / "marker"
+
+    def pickled_job(path: Path) -> bytes:
+        job = {"t": 1, "f": SUM_CHUNK_JOB, "a": (), "k": {"parts": Touch(path)}, "et": now_ms()}
+        return pickle.dumps(job)
+
+    pickle.loads(pickled_job(probe))  # the payload is live: unpickling it runs code
+    assert probe.exists()
+    await enqueue_raw(redis, keys, "planted", pickled_job(marker))
+    worker = await run_burst(settings)
+    assert worker.jobs_failed == 1
+    assert not marker.exists()
+    assert await redis.zscore(keys.queue, "planted") is None
+    assert await redis.exists(arq_job_key("planted")) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_worker_process_sums_a_run(settings: Settings, client: Client) -> None:
+    """A `chunksum worker` subprocess picks up and sums a submitted run."""
+    async with worker_process(settings):
+        result = await client.submit(range(1, 1001), chunks=4, timeout=45)
+    assert (result.total, result.chunks) == (500_500, 4)
+
+
+@pytest.mark.timeout(60)
+async def test_procfile_worker_command_sums_a_run(
+    settings: Settings, redis: ArqRedis, client: Client, keys: Keys
+) -> None:
+    """`arq app.worker.WorkerSettings --burst` (the Procfile's command) drains a submitted run."""
+    async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(keys.wake_channel)
+        submitting = asyncio.create_task(client.submit(range(1000), chunks=4, timeout=45))
+        await next_wake_run_id(pubsub)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "arq",
+        "app.worker.WorkerSettings",
+        "--burst",
+        env=process_env(settings),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    result = await asyncio.wait_for(submitting, 10)
+    assert (result.total, result.chunks) == (499_500, 4)
+
+
+def test_worker_settings_module_is_what_arq_needs() -> None:
+    """`app.worker.WorkerSettings` holds only Worker arguments, with its own prefix's queue."""
+    settings = app.worker.WorkerSettings
+    assert isinstance(settings, dict)
+    assert set(settings) <= set(inspect.signature(Worker).parameters)
+    assert {"functions", "queue_name", "redis_settings", "job_deserializer"} <= set(settings)
+    own: Settings = settings["ctx"]["settings"]
+    assert settings["queue_name"] == Keys(own.key_prefix).queue
+    assert [function.name for function in settings["functions"]] == [SUM_CHUNK_JOB]
+    assert settings["job_deserializer"] is codec.loads
+
+
+def test_worker_settings_follow_the_settings() -> None:
+    """worker_settings() takes the queue, limits and poll from the Settings it is given."""
+    settings = Settings.from_env(
+        env={"CHUNKSUM_KEY_PREFIX": "staging", "CHUNKSUM_WORKER_MAX_JOBS": "3"}
+    )
+    options = worker_settings(settings)
+    assert options["queue_name"] == Keys("staging").queue == "staging:queue"
+    assert options["max_jobs"] == 3
+    assert options["ctx"] == {"settings": settings}
+    assert worker_settings(settings)["ctx"] is not options["ctx"]  # each worker its own ctx
+
+
+@pytest.mark.parametrize(
+    ("run_id", "index"), [(1, 0), (None, 0), (b"run", 0), ("run", "0"), ("run", 1.0), ("run", None)]
+)
+async def test_sum_chunk_refuses_wrong_typed_ids(
+    runs: RunStore, run_id: object, index: object
+) -> None:
+    """sum_chunk raises PayloadError for a run_id that isn't a str or an index that isn't an int."""
+    await runs.create("run", chunks=1)
+    ids: dict[str, Any] = {"run_id": run_id, "index": index}  # as decoded from a bad job
+    with pytest.raises(PayloadError, match="run_id: str and index: int"):
+        await sum_chunk({"runs": runs}, **ids, parts=[["i1", b"\x01"]])
+    stored = await runs.read("run")
+    assert (stored.status, stored.done_chunks) == ("queued", 0)
+
+
+async def test_sum_chunk_records_once(runs: RunStore) -> None:
+    """sum_chunk returns True for a chunk's first partial and False for a duplicate."""
+    await runs.create("run", chunks=2)
+    parts = codec.encode_chunk(np.arange(100), 0)
+    assert await sum_chunk({"runs": runs}, run_id="run", index=0, parts=parts) is True
+    assert await sum_chunk({"runs": runs}, run_id="run", index=0, parts=parts) is False
+    stored = await runs.read("run")
+    assert (stored.status, stored.done_chunks) == ("running", 1)
+
+
+async def test_sum_chunk_fails_the_run_on_a_bad_payload(runs: RunStore) -> None:
+    """sum_chunk raises PayloadError for an undecodable payload and fails the run with it."""
+    await runs.create("run", chunks=2)
+    with pytest.raises(PayloadError, match="not a whole number"):
+        await sum_chunk({"runs": runs}, run_id="run", index=1, parts=CORRUPT_PARTS)
+    stored = await runs.read("run")
+    assert stored.status == "failed"
+    assert stored.error is not None
+    assert stored.error.startswith("chunk 1 can't be summed: ")
