@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.chunking import Numbers
 from app.errors import ChunksumError, SettingsError
@@ -172,7 +172,7 @@ def _progress(args: argparse.Namespace) -> Iterator[Any]:
     if args.quiet or not sys.stderr.isatty():
         yield None
         return
-    columns = (*Progress.get_default_columns()[:2], BarColumn(), MofNCompleteColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     console = Console(stderr=True)
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("chunks", total=None)
