@@ -55,6 +55,7 @@ class _Run:
     run_id: str
     chunks: int | None
     deadline: float | None
+    simulate_io_s: float = 0.0
     pending: set[int] = field(default_factory=set)
     total: ExactSum = field(default_factory=ExactSum)
     count: int = 0
@@ -117,6 +118,7 @@ class Client:
         chunk_size: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109  # the run's own deadline: it cleans up
         on_progress: Progress | None = None,
+        simulate_io_s: float = 0.0,
     ) -> RunResult:
         """Sum ``numbers`` on the workers and store the total in Redis; see :func:`submit`."""
         started = time.perf_counter()
@@ -124,7 +126,7 @@ class Client:
             numbers, chunks=chunks, chunk_size=chunk_size, default_size=self.settings.chunk_size
         )
         deadline = None if timeout is None else time.monotonic() + timeout
-        run = _Run(uuid.uuid4().hex, chunked.chunks, deadline)
+        run = _Run(uuid.uuid4().hex, chunked.chunks, deadline, simulate_io_s)
         await self.runs.create(run.run_id, chunks=run.chunks)
         try:
             await self._drive(run, chunked.items, on_progress)
@@ -189,7 +191,9 @@ class Client:
     def _add_job(self, pipe: Any, run: _Run, chunk: Chunk) -> int:
         parts = codec.encode_chunk(chunk.values, chunk.offset)
         now_ms = int(time.time() * 1000)
-        kwargs = {"run_id": run.run_id, "index": chunk.index, "parts": parts}
+        kwargs: dict[str, Any] = {"run_id": run.run_id, "index": chunk.index, "parts": parts}
+        if run.simulate_io_s:
+            kwargs["simulate_io_s"] = run.simulate_io_s
         data = serialize_job(SUM_CHUNK_JOB, (), kwargs, None, now_ms, serializer=codec.dumps)
         chunk_job = job_id(run.run_id, chunk.index)
         pipe.psetex(arq_job_key(chunk_job), self._job_ttl_ms, data)
@@ -250,6 +254,7 @@ async def submit(
     redis_url: str | None = None,
     settings: Settings | None = None,
     on_progress: Progress | None = None,
+    simulate_io_s: float = 0.0,
 ) -> RunResult:
     """Sum ``numbers`` exactly on chunksum workers and store the total in Redis.
 
@@ -262,13 +267,20 @@ async def submit(
             marked failed and its queued jobs removed. None waits as long as it takes.
         redis_url: overrides ``REDIS_URL``; settings default to ``Settings.from_env()``.
         on_progress: called after each batch of partials arrives.
+        simulate_io_s: make each chunk job first await this long (0..60 s), as if it did
+            I/O; for benchmarks of how many chunks a worker overlaps. Off by default.
     """
     settings = settings or Settings.from_env()
     if redis_url is not None:
         settings = replace(settings, redis_url=redis_url)
     async with Client(settings) as client:
         return await client.submit(
-            numbers, chunks=chunks, chunk_size=chunk_size, timeout=timeout, on_progress=on_progress
+            numbers,
+            chunks=chunks,
+            chunk_size=chunk_size,
+            timeout=timeout,
+            on_progress=on_progress,
+            simulate_io_s=simulate_io_s,
         )
 
 

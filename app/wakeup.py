@@ -14,6 +14,7 @@ waker wraps the queue read of the worker's own Redis client in ``on_startup``.
 
 import asyncio
 import logging
+import random
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -60,14 +61,14 @@ class QueueWaker:
         job_ids: list[bytes] = await self._read(name, *args, **kwargs)
         if job_ids and job_ids != self._last:
             self._last = job_ids
-            return job_ids
+            return _rotated(job_ids)
         # nothing new (empty, or the same ids still running elsewhere): wait for a wake-up
         try:
             await asyncio.wait_for(self._woken.wait(), self.idle_s)
         except TimeoutError:
             return job_ids
         self._last = await self._read(name, *args, **kwargs)
-        return self._last
+        return _rotated(self._last)
 
     async def _listen(self, pubsub: Any) -> None:
         backoff_s = 0.1
@@ -87,3 +88,16 @@ class QueueWaker:
                 # one can be lost (waking before resubscribing would miss those in between)
                 if message is not None:
                     self._woken.set()
+
+
+def _rotated(job_ids: list[bytes]) -> list[bytes]:
+    """Return the ids starting at a random one, keeping their order after it.
+
+    Workers woken together read the same ids; trying them from the same end, they would
+    race for each job in turn (arq claims one job per round trip). Starting at different
+    places, each claims different jobs at once.
+    """
+    if not job_ids:
+        return job_ids
+    start = random.randrange(len(job_ids))
+    return job_ids[start:] + job_ids[:start]

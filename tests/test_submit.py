@@ -262,3 +262,10 @@ def test_submit_sync_from_synchronous_code(settings: Settings) -> None:
             process.terminate()
     assert result.total == float(2**70 + 3)
     assert process.returncode == 0
+
+
+async def test_simulated_io_delays_each_chunk(client: Client, worker: Worker) -> None:
+    """simulate_io_s makes each chunk job await that long before summing (a bench option)."""
+    result = await client.submit(range(40), chunks=4, timeout=30, simulate_io_s=0.05)
+    assert result.total == sum(range(40))
+    assert result.elapsed_s >= 0.05

@@ -142,7 +142,7 @@ async def test_new_job_ids_are_returned_at_once(
         await redis.zadd(keys.queue, {"job-1": 1})
         assert await read_queue(redis, keys) == [b"job-1"]
         await redis.zadd(keys.queue, {"job-2": 2})
-        assert await read_queue(redis, keys) == [b"job-1", b"job-2"]
+        assert sorted(await read_queue(redis, keys)) == [b"job-1", b"job-2"]
 
 
 async def test_read_with_nothing_new_waits_for_a_wake_up(
@@ -156,7 +156,7 @@ async def test_read_with_nothing_new_waits_for_a_wake_up(
         pipe.zadd(keys.queue, {"job-2": 2})
         pipe.publish(keys.wake_channel, "run")
         await pipe.execute()
-    assert await asyncio.wait_for(reading, 2) == [b"job-1", b"job-2"]
+    assert sorted(await asyncio.wait_for(reading, 2)) == [b"job-1", b"job-2"]
 
 
 async def test_read_with_nothing_new_falls_back_after_idle_s(redis: ArqRedis, keys: Keys) -> None:
@@ -228,3 +228,12 @@ async def test_job_published_while_reconnecting_is_not_missed(
     finally:
         reconnect.set()
         await waker.close()
+
+
+async def test_new_ids_come_back_rotated(redis: ArqRedis, keys: Keys, waker: QueueWaker) -> None:
+    """New ids come back in queue order from a random start, so woken workers don't collide."""
+    ids = [f"job-{i}".encode() for i in range(8)]
+    await redis.zadd(keys.queue, {job: 1 for job in ids})
+    got = await read_queue(redis, keys)
+    start = ids.index(got[0])
+    assert got == ids[start:] + ids[:start]
