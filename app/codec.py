@@ -28,15 +28,44 @@ _FLOAT64 = np.dtype("<f8")
 _INT64 = np.iinfo(np.int64)
 
 
+class Packed:
+    """Packed numbers on the wire (a msgpack extension), with a short repr.
+
+    arq logs every job's arguments with repr() before it runs the job: the repr of a
+    chunk's raw bytes would cost more than summing them.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"<{len(self.data)} bytes>"
+
+
+PACKED_EXT = 1
+
+
 def dumps(obj: Any) -> bytes:
     """Serialize an arq job or result; objects msgpack can't hold (exceptions) become repr text."""
-    packed: bytes = msgpack.packb(obj, default=repr)
+    packed: bytes = msgpack.packb(obj, default=_to_msgpack)
     return packed
 
 
 def loads(data: bytes) -> Any:
     """Deserialize msgpack bytes; never runs code, whatever the bytes are."""
-    return msgpack.unpackb(data)
+    return msgpack.unpackb(data, ext_hook=_from_ext)
+
+
+def _to_msgpack(obj: object) -> object:
+    if isinstance(obj, Packed):
+        return msgpack.ExtType(PACKED_EXT, obj.data)
+    return repr(obj)
+
+
+def _from_ext(code: int, data: bytes) -> object:
+    return Packed(data) if code == PACKED_EXT else msgpack.ExtType(code, data)
 
 
 def encode_chunk(values: Sequence[object] | npt.NDArray[Any], offset: int) -> list[Part]:
@@ -57,7 +86,7 @@ def encode_chunk(values: Sequence[object] | npt.NDArray[Any], offset: int) -> li
         if array.dtype.kind in "iu":
             return _encode_ints(array)
         if array.dtype.kind == "f" and all(type(v) is float for v in values):
-            return [[FLOAT_KIND, array.astype(_FLOAT64, copy=False).tobytes()]]
+            return [[FLOAT_KIND, _packed(array, _FLOAT64)]]
     return _encode_mixed(values, offset)
 
 
@@ -73,9 +102,9 @@ def sum_parts(parts: object) -> ExactSum:
 
 def _sum_part(part: object) -> ExactSum:
     match part:
-        case [str() as kind, bytes() as data] if kind in INT_KINDS:
+        case [str() as kind, Packed(data=data) | (bytes() as data)] if kind in INT_KINDS:
             return ExactSum.of_ints(_frombuffer(data, INT_KINDS[kind]))
-        case [str() as kind, bytes() as data] if kind == FLOAT_KIND:
+        case [str() as kind, Packed(data=data) | (bytes() as data)] if kind == FLOAT_KIND:
             return ExactSum.of_floats(_frombuffer(data, _FLOAT64))
         case [str() as kind, list() as items] if kind == BIG_KIND:
             if not all(isinstance(item, bytes) for item in items):
@@ -88,6 +117,10 @@ def _frombuffer(data: bytes, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     if len(data) % dtype.itemsize:
         raise PayloadError(f"{len(data)} bytes is not a whole number of {dtype.str} values")
     return np.frombuffer(data, dtype=dtype)
+
+
+def _packed(array: npt.NDArray[Any], dtype: np.dtype[Any]) -> Packed:
+    return Packed(array.astype(dtype, copy=False).tobytes())
 
 
 def _fits_int64(value: int) -> bool:
@@ -105,7 +138,7 @@ def _encode_array(array: npt.NDArray[Any], offset: int) -> list[Part]:
     if kind in "iu":
         return _encode_ints(array)
     if kind == "f" and array.dtype.itemsize <= 8:  # float16/32 widen to float64 exactly
-        return [[FLOAT_KIND, array.astype(_FLOAT64, copy=False).tobytes()]]
+        return [[FLOAT_KIND, _packed(array, _FLOAT64)]]
     if kind == "f":
         raise InvalidNumberError(
             f"{array.dtype} arrays can't be summed exactly as float64; convert them with "
@@ -122,8 +155,8 @@ def _encode_ints(array: npt.NDArray[np.integer]) -> list[Part]:
     for kind in ("i1", "i2", "i4", "i8"):
         info = np.iinfo(INT_KINDS[kind])
         if info.min <= low and high <= info.max:
-            return [[kind, array.astype(INT_KINDS[kind], copy=False).tobytes()]]
-    return [["u8", array.astype(INT_KINDS["u8"], copy=False).tobytes()]]
+            return [[kind, _packed(array, INT_KINDS[kind])]]
+    return [["u8", _packed(array, INT_KINDS["u8"])]]
 
 
 def _encode_mixed(values: Sequence[object], offset: int) -> list[Part]:
@@ -151,5 +184,5 @@ def _encode_mixed(values: Sequence[object], offset: int) -> list[Part]:
             ]
         )
     if floats:
-        parts.append([FLOAT_KIND, np.array(floats, dtype=_FLOAT64).tobytes()])
+        parts.append([FLOAT_KIND, _packed(np.array(floats), _FLOAT64)])
     return parts
