@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     result = _command(commands, "result", _result, "print a finished run's total")
     result.add_argument("run_id", metavar="RUN_ID")
+    _add_bench_options(_command(commands, "bench", _bench, "time chunksum against baselines"))
     return parser
 
 
@@ -110,6 +111,30 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _add_bench_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print every raw number as JSON")
+    parser.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes")
+    parser.add_argument("--repeat", type=int, default=5, metavar="R", help="runs per workload")
+    parser.add_argument("--only", metavar="W1,W3", help="run only these workloads (W1..W7)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, metavar="F", help="multiply workload sizes by F"
+    )
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    # imported here: the bench pulls in its workloads and baselines, which other commands don't need
+    from app.bench import BenchOptions, parse_only, run_bench
+
+    options = BenchOptions(
+        workers=args.workers,
+        repeat=args.repeat,
+        only=parse_only(args.only),
+        scale=args.scale,
+        as_json=args.json,
+    )
+    return run_bench(options, settings)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,192 @@
+"""The baselines `chunksum bench` compares chunksum with, measured in the same run.
+
+(a) the obvious arq code a user writes in ten minutes: arq defaults, one pickled list per
+chunk, ``gather(job.result())``; (b) a single-process ``sum`` / ``numpy.sum``; (c) the raw
+Redis floor: one client pipelining ``SET`` then ``GET`` of the same bytes, in the same chunks.
+"""
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+from arq.connections import ArqRedis, create_pool
+from arq.constants import result_key_prefix
+from arq.jobs import Job
+from redis import Redis
+
+from app.connection import DEFAULT_REDIS_URL, redis_settings
+from app.errors import ChunksumError
+from app.keys import NAIVE_QUEUE, NAIVE_SUM_JOB, bench_floor_key
+from app.settings import Settings
+from app.workloads import RUN_TIMEOUT_S, Timing, Values, Workload, bounds, measure, same
+
+STOP_TIMEOUT_S = 10.0
+LOG_TAIL_BYTES = 2000
+NAIVE_COMMAND = [sys.executable, "-m", "arq", "app.naive_worker.WorkerSettings"]
+
+
+class NaiveWorkers:
+    """Run ``count`` plain arq worker processes for the naive baseline until exit.
+
+    They log as arq does by default (a line per job) into a temporary file, whose end is
+    shown if a worker exits before it is stopped.
+    """
+
+    def __init__(self, count: int, settings: Settings) -> None:
+        self.count = count
+        self.settings = settings
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  # closed in __exit__
+
+    def __enter__(self) -> Self:
+        env = {**os.environ, **self.settings.to_env()}
+        for _ in range(self.count):
+            self.processes.append(
+                subprocess.Popen(
+                    NAIVE_COMMAND,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if any(process.poll() is not None for process in self.processes):
+            self._log.seek(max(0, self._log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            tail = self._log.read().decode(errors="replace")
+            print(f"a plain arq worker exited early; its log ends:\n{tail}", file=sys.stderr)
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        self._log.close()
+
+
+async def open_naive_pool(settings: Settings) -> ArqRedis:
+    """Open the arq pool the obvious code uses: default pickle, the naive queue."""
+    return await create_pool(redis_settings(settings), default_queue_name=NAIVE_QUEUE)
+
+
+def as_list(numbers: Values) -> list[Any]:
+    """Return a chunk as the Python list the obvious code would pickle."""
+    return numbers.tolist() if isinstance(numbers, np.ndarray) else list(numbers)
+
+
+async def naive_sum(
+    pool: ArqRedis, numbers: Values, chunks: int, job_ids: list[str] | None = None
+) -> int | float:
+    """Sum ``numbers`` as the obvious arq code does: a job per chunk, then ``sum(gather(...))``.
+
+    Args:
+        job_ids: if given, the jobs' ids are appended, so their results can be deleted later.
+    """
+    jobs = [
+        _enqueued(await pool.enqueue_job(NAIVE_SUM_JOB, as_list(numbers[start:stop])))
+        for start, stop in bounds(len(numbers), chunks)
+    ]
+    partials = await asyncio.gather(*(job.result(timeout=RUN_TIMEOUT_S) for job in jobs))
+    if job_ids is not None:
+        job_ids.extend(job.job_id for job in jobs)
+    total: int | float = sum(partials)
+    return total
+
+
+def _enqueued(job: Job | None) -> Job:
+    if job is None:  # arq's answer to a duplicate job id; its random ids don't collide
+        raise ChunksumError("arq refused a naive_sum job as a duplicate; run the bench again")
+    return job
+
+
+async def measure_naive(pool: ArqRedis, workload: Workload, repeat: int) -> Timing:
+    """Time the obvious arq code on ``workload``, deleting its stored results between runs."""
+    job_ids: list[str] = []
+
+    async def forget() -> None:
+        # arq keeps each result, arguments included, for an hour: W3 would pile up 100 MB a run
+        if job_ids:
+            await pool.delete(*(result_key_prefix + job_id for job_id in job_ids))
+            job_ids.clear()
+
+    return await measure(
+        lambda: naive_sum(pool, workload.numbers, workload.chunks, job_ids),
+        lambda total: same(total, workload.expected),
+        repeat=repeat,
+        after=forget,
+    )
+
+
+def local_sum(numbers: Values) -> int | float:
+    """Sum in this process: ``numpy.sum`` of an array, ``sum`` of anything else."""
+    if isinstance(numbers, np.ndarray):
+        total: int | float = numbers.sum().item()
+        return total
+    return sum(numbers)
+
+
+async def measure_local(workload: Workload, repeat: int) -> Timing:
+    """Time :func:`local_sum` on ``workload``."""
+
+    async def run() -> int | float:
+        return local_sum(workload.numbers)
+
+    return await measure(run, lambda total: same(total, workload.expected), repeat=repeat)
+
+
+async def measure_floor(settings: Settings, workload: Workload, repeat: int) -> Timing:
+    """Time one client's pipelined SET of every chunk's bytes, then GET of them all.
+
+    The client is redis-py's synchronous one (in a thread): redis.asyncio copies big
+    payloads through asyncio's write buffer, which takes longer than Redis itself. The
+    bytes are made, and the keys deleted, outside the timing.
+    """
+    assert isinstance(workload.numbers, np.ndarray)
+    array = workload.numbers
+    payloads = [array[start:stop].tobytes() for start, stop in bounds(array.size, workload.chunks)]
+    keys = [bench_floor_key(index) for index in range(len(payloads))]
+    with contextlib.closing(_sync_client(settings)) as client:
+
+        def set_then_get() -> list[bytes]:
+            pipe = client.pipeline(transaction=False)
+            for key, payload in zip(keys, payloads, strict=True):
+                pipe.set(key, payload)
+            pipe.execute()
+            for key in keys:
+                pipe.get(key)
+            got: list[bytes] = pipe.execute()
+            return got
+
+        async def delete() -> None:
+            await asyncio.to_thread(client.delete, *keys)
+
+        return await measure(
+            lambda: asyncio.to_thread(set_then_get),
+            lambda got: got == payloads,
+            repeat=repeat,
+            after=delete,
+        )
+
+
+def _sync_client(settings: Settings) -> Redis:
+    url = settings.redis_url or DEFAULT_REDIS_URL
+    options: dict[str, Any] = {"socket_timeout": RUN_TIMEOUT_S}
+    if settings.redis_ca_file is not None and url.startswith("rediss:"):
+        options["ssl_ca_certs"] = settings.redis_ca_file
+    return Redis.from_url(url, **options)

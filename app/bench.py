@@ -1,0 +1,252 @@
+"""`chunksum bench`: time chunksum's workloads W1-W7 and, in the same run, the baselines.
+
+The run has three phases, so that each measurement has the machine to itself:
+
+1. no workers: the single-process sums and the raw Redis floor;
+2. ``--workers`` chunksum worker processes: warm-up, then every workload ``--repeat`` times;
+3. as many plain arq worker processes: warm-up, then the obvious arq code.
+
+It uses ``--redis-url``/``REDIS_URL``, or else a private Redis it starts and stops, always
+under its own key prefix and queue, so a deployment's workers never take its jobs.
+"""
+
+import asyncio
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from app.baseline import (
+    NaiveWorkers,
+    measure_floor,
+    measure_local,
+    measure_naive,
+    naive_sum,
+    open_naive_pool,
+)
+from app.bench_report import Report, Results, render
+from app.bench_stream import measure_stream, write_numbers
+from app.connection import connect
+from app.errors import SettingsError
+from app.keys import BENCH_PREFIX
+from app.redis_server import RedisServer
+from app.settings import Settings
+from app.submit import Client
+from app.worker_processes import WorkerProcesses
+from app.workloads import (
+    RUN_TIMEOUT_S,
+    W6_IO_S,
+    WORKLOADS,
+    Timing,
+    Workload,
+    bounded,
+    build,
+    idle_commands_per_s,
+    idle_times,
+    measure,
+    same,
+    scaled,
+)
+
+SIZED = ("W1", "W2", "W3", "W4", "W6")
+NAIVE = ("W1", "W2", "W3", "W4")
+FLOOR = ("W3", "W4")
+W5_COUNT = 100_000_000
+W5_MAX_REPEAT = 1  # W5 takes minutes at full scale: one run per source keeps it from dominating
+WARM_UP = range(1, 10_001)
+WARM_UP_TIMEOUT_S = 60.0  # includes the worker processes' start
+EXIT_WRONG = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchOptions:
+    """What to run: how many workers, repeats, which workloads, at what scale."""
+
+    workers: int = 2
+    repeat: int = 5
+    only: tuple[str, ...] = WORKLOADS
+    scale: float = 1.0
+    as_json: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.repeat < 1:
+            raise SettingsError(
+                f"--workers and --repeat must be at least 1, got {self.workers} and {self.repeat}"
+            )
+        if not 0 < self.scale <= 1_000:
+            raise SettingsError(f"--scale must be in (0, 1000], got {self.scale}; e.g. 0.1")
+        if unknown := [name for name in self.only if name not in WORKLOADS]:
+            raise SettingsError(
+                f"--only names unknown workloads {', '.join(unknown)}; use e.g. W1,W3 "
+                f"(known: {','.join(WORKLOADS)})"
+            )
+
+
+def parse_only(text: str | None) -> tuple[str, ...]:
+    """Return the workloads that ``--only W1,W3`` names (all of them for None)."""
+    if text is None:
+        return WORKLOADS
+    return tuple(name.strip().upper() for name in text.split(",") if name.strip())
+
+
+def run_bench(options: BenchOptions, settings: Settings) -> int:
+    """Run the benchmark, print the table (or JSON), and return 1 if a chunksum result was wrong."""
+    with contextlib.ExitStack() as stack:
+        if settings.redis_url is None:
+            settings = replace(settings, redis_url=stack.enter_context(RedisServer()).url)
+        report = measure_all(options, replace(settings, key_prefix=BENCH_PREFIX))
+    print(render(report, as_json=options.as_json))
+    if report.chunksum_correct():
+        return 0
+    progress("error: a chunksum total was wrong (see the workloads marked ✗)")
+    return EXIT_WRONG
+
+
+def measure_all(options: BenchOptions, settings: Settings) -> Report:
+    """Build the workloads, then run the three phases; see the module docstring."""
+    progress(f"building workloads at scale {options.scale:g}")
+    sized = {name: build(name, options.scale) for name in options.only if name in SIZED}
+    results: Results = {}
+    machine = asyncio.run(_baselines(settings, sized, options.repeat, results))
+    progress(f"starting {options.workers} chunksum workers")
+    with WorkerProcesses(options.workers, settings):
+        asyncio.run(_chunksum_phase(settings, sized, options, results))
+    if any(name in NAIVE or name == "W7" for name in options.only):
+        progress(f"starting {options.workers} plain arq workers")
+        with NaiveWorkers(options.workers, settings):
+            asyncio.run(_naive_phase(settings, sized, options, results))
+    return Report(machine, asdict(options), results)
+
+
+def progress(message: str) -> None:
+    """Print a progress line to stderr."""
+    print(f"chunksum bench: {message}", file=sys.stderr, flush=True)
+
+
+async def _baselines(
+    settings: Settings, sized: dict[str, Workload], repeat: int, results: Results
+) -> dict[str, Any]:
+    """Measure the single-process sums and the Redis floor; return the machine's description."""
+    redis = await connect(settings)
+    try:
+        for name, workload in sized.items():
+            if name in NAIVE:
+                progress(f"{name} baselines: local sum{', Redis floor' if name in FLOOR else ''}")
+                results.setdefault(name, {})["local"] = await measure_local(workload, repeat)
+            if name in FLOOR:
+                results[name]["floor"] = await measure_floor(settings, workload, repeat)
+        return await _machine(redis)
+    finally:
+        await redis.aclose()
+
+
+async def _machine(redis: Any) -> dict[str, Any]:
+    info = await redis.info("server")
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "redis": info["redis_version"],
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+async def _chunksum_phase(
+    settings: Settings, sized: dict[str, Workload], options: BenchOptions, results: Results
+) -> None:
+    async with Client(settings) as client:
+        await client.submit(WARM_UP, chunks=4, timeout=WARM_UP_TIMEOUT_S)
+        for name in options.only:
+            if name in sized:
+                progress(f"{name} chunksum ({sized[name].count:,} numbers)")
+                timing = await measure_chunksum(client, sized[name], options.repeat)
+                results.setdefault(name, {})["chunksum"] = timing
+            elif name == "W5":
+                await _measure_streams(client.redis, settings, options, results)
+            elif name == "W7":
+                progress("W7 chunksum: idle workers")
+                results.setdefault("W7", {})["chunksum"] = await measure_idle(
+                    client.redis, lambda: submit_one(client), options
+                )
+
+
+async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> Timing:
+    """Time chunksum on a sized workload; W6's chunks each first await a simulated I/O."""
+    io_s = W6_IO_S if workload.name == "W6" else 0.0
+
+    async def run() -> int | float:
+        result = await client.submit(
+            workload.numbers, chunks=workload.chunks, timeout=RUN_TIMEOUT_S, simulate_io_s=io_s
+        )
+        return result.total
+
+    timing = await measure(run, lambda total: same(total, workload.expected), repeat=repeat)
+    extra: dict[str, float] = {"numbers": workload.count, "chunks": workload.chunks}
+    if io_s:
+        extra["serial_loop_s"] = workload.chunks * io_s
+    return replace(timing, extra=extra)
+
+
+async def submit_one(client: Client) -> int | float:
+    """Submit the single number 1 and return the total: W7's latency probe."""
+    return (await client.submit([1], timeout=RUN_TIMEOUT_S)).total
+
+
+async def _measure_streams(
+    redis: Any, settings: Settings, options: BenchOptions, results: Results
+) -> None:
+    count = scaled(W5_COUNT, options.scale)
+    repeat = min(options.repeat, W5_MAX_REPEAT)
+    progress(f"W5 chunksum: {count:,} numbers from a generator")
+    results["W5 generator"] = {
+        "chunksum": await measure_stream(redis, settings, count=count, path=None, repeat=repeat)
+    }
+    with tempfile.TemporaryDirectory(prefix="chunksum-bench-") as directory:
+        path = Path(directory) / "numbers.txt"
+        progress(f"W5: writing {count:,} numbers to {path}")
+        await asyncio.to_thread(write_numbers, path, count)
+        progress(f"W5 chunksum: {count:,} numbers from a {path.stat().st_size / 1e6:,.0f} MB file")
+        results["W5 file"] = {
+            "chunksum": await measure_stream(redis, settings, count=count, path=path, repeat=repeat)
+        }
+
+
+async def measure_idle(
+    redis: Any, probe: Callable[[], Awaitable[object]], options: BenchOptions
+) -> Timing:
+    """Count idle workers' Redis commands, then time one-number probes after idleness."""
+    window_s, gap_s, samples = idle_times(options.scale)
+    extra = await idle_commands_per_s(redis, window_s, options.workers, settle_s=gap_s)
+    timing = await measure(probe, lambda total: same(total, 1), repeat=samples, pause_s=gap_s)
+    return replace(timing, extra={**extra, "idle_gap_s": gap_s})
+
+
+async def _naive_phase(
+    settings: Settings, sized: dict[str, Workload], options: BenchOptions, results: Results
+) -> None:
+    pool = await open_naive_pool(settings)
+    try:
+        await bounded(naive_sum(pool, WARM_UP, 4), WARM_UP_TIMEOUT_S)
+        for name in options.only:
+            if name in NAIVE:
+                progress(f"{name} obvious arq code")
+                results[name]["naive"] = await measure_naive(pool, sized[name], options.repeat)
+            elif name == "W7":
+                progress("W7 obvious arq code: idle workers")
+                results["W7"]["naive"] = await measure_idle(
+                    pool, lambda: naive_sum(pool, range(1, 2), 1), options
+                )
+    finally:
+        await pool.aclose()

@@ -1,0 +1,154 @@
+"""W5 of `chunksum bench`: stream 1..N from a generator or a text file, in a child process.
+
+The submit runs in a child process, so that its peak RSS is the submitter's alone (the
+child reports its own; see :func:`_peak_rss_mb`). Meanwhile the bench samples Redis
+``used_memory`` to find how much the run made Redis grow.
+"""
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.errors import ChunksumError
+from app.inputs import parse_lines
+from app.settings import Settings
+from app.submit import submit
+from app.workloads import RUN_TIMEOUT_S, Timing
+
+CHILD_CODE = "from app.bench_stream import child_main; child_main()"
+CHILD_TIMEOUT_S = 900.0
+SAMPLE_S = 0.02  # Redis memory sampling interval while the child runs
+WRITE_BLOCK = 1_000_000
+GENERATOR = "-"
+MB = 1 << 20
+KB = 1 << 10
+
+
+def write_numbers(path: Path, count: int) -> None:
+    """Write the integers 1..count to ``path``, one per line."""
+    with path.open("w", encoding="utf-8") as file:
+        for start in range(1, count + 1, WRITE_BLOCK):
+            stop = min(start + WRITE_BLOCK, count + 1)
+            file.write("\n".join(map(str, range(start, stop))))
+            file.write("\n")
+
+
+def child_main() -> None:
+    """Submit 1..COUNT read from PATH, or from a generator if PATH is '-'; print JSON.
+
+    The child's command line is ``python -c CHILD_CODE COUNT PATH``.
+    """
+    count, path = int(sys.argv[1]), sys.argv[2]
+    settings = Settings.from_env()
+    if path == GENERATOR:
+        numbers = (i for i in range(1, count + 1))
+        result = asyncio.run(submit(numbers, settings=settings, timeout=CHILD_TIMEOUT_S))
+    else:
+        with open(path, encoding="utf-8") as lines:
+            stream = parse_lines(lines, path)
+            result = asyncio.run(submit(stream, settings=settings, timeout=CHILD_TIMEOUT_S))
+    fields = {"total": result.total, "count": result.count, "elapsed_s": result.elapsed_s}
+    print(json.dumps({**fields, "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _peak_rss_mb() -> float:
+    """Return this process's peak RSS in MB, from VmHWM (NaN where /proc is missing).
+
+    Not ``ru_maxrss`` (from ``getrusage`` or ``os.wait4``): Linux carries it over from
+    the parent that spawned the process, so the child would report the bench's own peak.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * KB / MB
+    return math.nan
+
+
+async def measure_stream(
+    redis: Any, settings: Settings, *, count: int, path: Path | None, repeat: int
+) -> Timing:
+    """Time ``repeat`` child submits of 1..count; add numbers/s, peak RSS and Redis growth.
+
+    Args:
+        path: a file holding 1..count, one per line (see :func:`write_numbers`); None
+            streams them from a generator.
+    """
+    times: list[float] = []
+    correct = True
+    rss_mb = growth_mb = 0.0
+    for _ in range(repeat):
+        output, run_growth_mb = await _run_child(redis, settings, count, path)
+        times.append(output["elapsed_s"])
+        correct = (
+            output["total"] == count * (count + 1) // 2 and output["count"] == count and correct
+        )
+        rss_mb, growth_mb = max(rss_mb, output["peak_rss_mb"]), max(growth_mb, run_growth_mb)
+    extra = {
+        "numbers": count,
+        "numbers_per_s": count / statistics.median(times),
+        "peak_rss_mb": rss_mb,
+        "redis_growth_mb": growth_mb,
+    }
+    return Timing(tuple(times), correct, extra)
+
+
+async def _run_child(
+    redis: Any, settings: Settings, count: int, path: Path | None
+) -> tuple[dict[str, Any], float]:
+    """Run one child submit; return its output and how much Redis grew meanwhile (MB)."""
+    before = await _used_memory(redis)
+    process = _spawn(settings, count, path)
+    exited = asyncio.ensure_future(asyncio.to_thread(process.wait))
+    try:
+        peak = await _sample_until(redis, exited, before)
+    finally:
+        if not exited.done():  # failed or interrupted: don't leave the child running
+            process.kill()
+            await asyncio.wait({exited}, timeout=RUN_TIMEOUT_S)
+    return _child_output(process), (peak - before) / MB
+
+
+def _spawn(settings: Settings, count: int, path: Path | None) -> subprocess.Popen[bytes]:
+    source = GENERATOR if path is None else str(path)
+    command = [sys.executable, "-c", CHILD_CODE, str(count), source]
+    env = {**os.environ, **settings.to_env()}
+    return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+
+
+async def _sample_until(redis: Any, done: "asyncio.Future[Any]", before: int) -> int:
+    """Sample Redis ``used_memory`` until ``done``; return the largest value seen."""
+    peak = before
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+    while not done.done():
+        if time.monotonic() > deadline:
+            raise ChunksumError(
+                f"the W5 submitter ran over {CHILD_TIMEOUT_S:g} s; try a smaller --scale"
+            )
+        peak = max(peak, await _used_memory(redis))
+        await asyncio.wait({done}, timeout=SAMPLE_S)
+    return peak
+
+
+async def _used_memory(redis: Any) -> int:
+    info = await redis.info("memory")
+    return int(info["used_memory"])
+
+
+def _child_output(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    assert process.stdout is not None
+    with process.stdout:
+        text = process.stdout.read().decode()
+    if process.returncode != 0:
+        raise ChunksumError(
+            f"the W5 submitter exited with status {process.returncode} (its error is above)"
+        )
+    output: dict[str, Any] = json.loads(text)
+    return output

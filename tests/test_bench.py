@@ -1,0 +1,156 @@
+"""`chunksum bench` on tiny sizes: every workload and baseline runs and its checks pass.
+
+Nothing here asserts a timing: only that the machinery runs and measures right answers.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from arq.connections import ArqRedis
+from arq.constants import result_key_prefix
+from arq.worker import Worker
+
+from app import bench_stream
+from app.baseline import measure_floor, measure_local, measure_naive, open_naive_pool
+from app.bench import BenchOptions, measure_chunksum, measure_idle, submit_one
+from app.bench_report import Report, render
+from app.bench_stream import write_numbers
+from app.cli import main
+from app.errors import SettingsError
+from app.keys import NAIVE_QUEUE, Keys, bench_floor_key
+from app.naive_worker import WorkerSettings
+from app.redis_server import RedisServer
+from app.settings import Settings
+from app.submit import Client
+from app.workloads import Timing, build
+from tests.harness import stop_worker
+
+TINY = 0.0001  # W1: 1 number, W3: 1,000 numbers, W5: 10,000 numbers
+
+
+@pytest.fixture
+async def naive_pool(settings: Settings, redis: ArqRedis) -> AsyncIterator[ArqRedis]:
+    """Run an in-process plain arq worker for the naive job; yield the baseline's pool."""
+    pool = await open_naive_pool(settings)
+    worker = Worker(
+        functions=WorkerSettings.functions,
+        queue_name=NAIVE_QUEUE,
+        redis_pool=pool,
+        poll_delay=0.01,
+        handle_signals=False,
+    )
+    task = asyncio.create_task(worker.async_run())
+    yield pool
+    await stop_worker(worker, task, Keys(settings.key_prefix))
+    await pool.aclose()
+
+
+async def test_chunksum_sums_every_sized_workload_exactly(client: Client, worker: Worker) -> None:
+    """W1-W4 and W6 at a tiny scale give chunksum totals equal to their exact references."""
+    for name in ("W1", "W2", "W3", "W4", "W6"):
+        timing = await measure_chunksum(client, build(name, TINY), repeat=1)
+        assert timing.correct, name
+        assert len(timing.times_s) == 1
+
+
+async def test_local_sums_and_the_redis_floor_check_their_results(
+    settings: Settings, redis: ArqRedis
+) -> None:
+    """numpy.sum is exact on W3's ints but not W4's floats; the floor gets its bytes back."""
+    ints, floats = build("W3", TINY), build("W4", TINY)
+    assert (await measure_local(ints, repeat=1)).correct
+    assert not (await measure_local(floats, repeat=1)).correct
+    floor = await measure_floor(settings, ints, repeat=2)
+    assert floor.correct
+    assert await redis.exists(bench_floor_key(0)) == 0
+
+
+async def test_the_obvious_arq_code_is_exact_on_ints_only(naive_pool: ArqRedis) -> None:
+    """The naive baseline sums W1's ints exactly, W4's floats inexactly, and leaves no results."""
+    assert (await measure_naive(naive_pool, build("W1", 0.01), repeat=1)).correct
+    assert not (await measure_naive(naive_pool, build("W4", TINY), repeat=1)).correct
+    assert await naive_pool.keys(f"{result_key_prefix}*") == []
+
+
+def test_the_numbers_file_holds_one_number_a_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """W5's file holds 1..N, one per line, across the blocks it is written in."""
+    monkeypatch.setattr(bench_stream, "WRITE_BLOCK", 4)
+    path = tmp_path / "numbers.txt"
+    write_numbers(path, 10)
+    assert path.read_text() == "".join(f"{i}\n" for i in range(1, 11))
+
+
+async def test_idle_workers_are_counted_then_probed(client: Client, worker: Worker) -> None:
+    """W7 counts idle commands per worker and times one-number submits after idleness."""
+    options = BenchOptions(workers=1, scale=TINY)
+    timing = await measure_idle(client.redis, lambda: submit_one(client), options)
+    assert timing.correct
+    assert len(timing.times_s) == 3
+    assert timing.extra["idle_commands_per_s_per_worker"] >= 0
+    assert "idle_calls.info" not in timing.extra
+
+
+def test_bench_command_runs_workers_of_both_kinds(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`chunksum bench --json --only W1,W5` reports chunksum and W1's baselines, all correct."""
+    args = ["--redis-url", redis_server.url, "--workers", "1", "--repeat", "1", "--scale", "1e-4"]
+    assert main(["bench", "--json", "--only", "w1,W5", *args]) == 0
+    report = json.loads(capsys.readouterr().out)
+    row = report["workloads"]["W1"]
+    assert {name: row[name]["correct"] for name in row} == {
+        "chunksum": True,
+        "local": True,
+        "naive": True,
+    }
+    assert row["naive"]["chunksum_speedup"] > 0
+    for source in ("W5 generator", "W5 file"):  # each submitted by a child process
+        stream = report["workloads"][source]["chunksum"]
+        assert stream["correct"]
+        assert stream["numbers"] == 10_000
+        assert stream["peak_rss_mb"] > 1
+        assert stream["redis_growth_mb"] >= 0
+    assert report["options"]["only"] == ["W1", "W5"]
+
+
+def test_the_table_shows_each_row_with_ratios_and_marks() -> None:
+    """The human table has a row per workload, baselines as ratios, and a wrong result's mark."""
+    results = {
+        "W1": {
+            "chunksum": Timing((0.01, 0.02, 0.03), True, {"numbers": 10_000, "chunks": 4}),
+            "naive": Timing((0.5,), True),
+        },
+        "W7": {
+            "chunksum": Timing(
+                (0.004,), False, {"idle_gap_s": 1.0, "idle_commands_per_s_per_worker": 1.0}
+            )
+        },
+    }
+    machine = {"cpu": "CPU", "cores": 2, "python": "3.11", "redis": "7.0"}
+    options = {"workers": 2, "repeat": 3, "scale": 1.0}
+    report = Report(machine, options, results)
+    text = render(report, as_json=False)
+    assert "CPU, 2 cores" in text
+    assert "20 ms (10 ms-30 ms)" in text
+    assert "500 ms x25" in text
+    assert "✗" in text
+    assert not report.chunksum_correct()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 0}, "--workers and --repeat must be at least 1"),
+        ({"scale": 0.0}, "--scale must be in (0, 1000]"),
+        ({"only": ("W9",)}, "unknown workloads W9"),
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, object], message: str) -> None:
+    """Bad --workers, --scale and --only values raise SettingsError naming the option."""
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("]", r"\]")):
+        BenchOptions(**options)  # type: ignore[arg-type]  # the values vary by case
