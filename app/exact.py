@@ -19,10 +19,13 @@ NAN = 2
 POS_INF = 4
 NEG_INF = 8
 
-# Blocks keep every intermediate NumPy sum exact: see _sum_int64 and ExactSum.of_floats.
+# Blocks keep every intermediate NumPy sum exact: see _sum_int64 and _bin_by_exponent.
 _BLOCK = 1 << 24
 _LOW26 = (1 << 26) - 1
 _LOW32 = (1 << 32) - 1
+_FRACTION = (1 << 52) - 1
+_FLOAT_BLOCK = 1 << 14
+_FLOAT_BASE = -1074  # bin e holds multiples of 2**(e - 1075) == 2**(e - 1) * 2**_FLOAT_BASE
 _INT64 = np.iinfo(np.int64)
 _DIGITS = 4000
 # Exponents a partial can have: float64 bits reach 2**-1074 (2**-1126 before canonical form).
@@ -60,25 +63,22 @@ class ExactSum:
     def of_floats(cls, values: npt.NDArray[np.float64]) -> Self:
         """Sum a float64 array exactly, tracking NaN and infinities as IEEE flags."""
         flags = FLOAT
-        finite = np.isfinite(values)
-        if not finite.all():
+        if np.isinf(values).any() or np.isnan(values).any():
+            finite = np.isfinite(values)
             special = values[~finite]
             flags |= NAN if np.isnan(special).any() else 0
             flags |= POS_INF if (special > 0).any() else 0
             flags |= NEG_INF if (special < 0).any() else 0
             values = values[finite]
-        # x == m * 2**e with 0.5 <= |m| < 1, so m * 2**53 is an integer of at most 53 bits
-        fractions, exponents = np.frexp(values)
-        mantissas = (fractions * 2.0**53).astype(np.int64)
-        nonzero = mantissas != 0
-        if not nonzero.any():
-            return cls(0, 0, flags)
-        mantissas, exponents = mantissas[nonzero], exponents[nonzero].astype(np.int64) - 53
-        base = int(exponents.min())
+        high = np.zeros(2048, dtype=np.int64)
+        low = np.zeros(2048, dtype=np.int64)
+        # blocks small enough that NumPy's temporaries stay in the CPU cache
+        for i in range(0, values.size, _FLOAT_BLOCK):
+            _bin_by_exponent(values[i : i + _FLOAT_BLOCK], high, low)
         total = 0
-        for i in range(0, mantissas.size, _BLOCK):
-            total += _sum_by_exponent(mantissas[i : i + _BLOCK], exponents[i : i + _BLOCK] - base)
-        return cls.of(total, base, flags)
+        for field in np.flatnonzero((high != 0) | (low != 0)):
+            total += ((int(high[field]) << 26) + int(low[field])) << int(field - 1)
+        return cls.of(total, _FLOAT_BASE, flags)
 
     def __add__(self, other: "ExactSum") -> "ExactSum":
         low = min(self.exponent, other.exponent)
@@ -166,12 +166,20 @@ def _sum_int64(values: npt.NDArray[np.integer]) -> int:
     return (int(high) << 32) + int(low)
 
 
-def _sum_by_exponent(mantissas: npt.NDArray[np.int64], shifts: npt.NDArray[np.int64]) -> int:
-    # Bin 27-bit halves by exponent: at most 2**24 values of magnitude < 2**27 per bin sum to
-    # less than 2**51, which float64 bincount weights hold exactly.
-    high = np.bincount(shifts, weights=mantissas >> 26)
-    low = np.bincount(shifts, weights=mantissas & _LOW26)
-    total = 0
-    for shift in np.flatnonzero((high != 0) | (low != 0)):
-        total += ((int(high[shift]) << 26) + int(low[shift])) << int(shift)
-    return total
+def _bin_by_exponent(
+    values: npt.NDArray[np.float64], high: npt.NDArray[np.int64], low: npt.NDArray[np.int64]
+) -> None:
+    """Add finite floats' signed mantissas, split in 27-bit halves, to bins by exponent field.
+
+    A float64 with biased exponent field e and fraction f is (f + 2**52) * 2**(e - 1075)
+    (for e == 0, a subnormal: f * 2**(1 - 1075)). A block's per-bin sums of values below
+    2**27 in magnitude stay below 2**41, exact in bincount's float64 weights; the int64 bins
+    hold 2**22 blocks' worth.
+    """
+    bits = values.view(np.int64)
+    fields = (bits >> 52) & 0x7FF
+    mantissas = (bits & _FRACTION) | ((fields != 0).astype(np.int64) << 52)
+    mantissas = np.where(bits < 0, -mantissas, mantissas)
+    fields = np.maximum(fields, 1)
+    high += np.bincount(fields, weights=mantissas >> 26, minlength=2048).astype(np.int64)
+    low += np.bincount(fields, weights=mantissas & _LOW26, minlength=2048).astype(np.int64)

@@ -25,7 +25,7 @@ class Settings:
     max_in_flight: int = 64
     result_ttl_s: float | None = 86_400.0
     job_timeout_s: float = 300.0
-    worker_max_jobs: int = 10
+    worker_max_jobs: int = 32
     worker_poll_s: float = 1.0
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ def test_defaults() -> None:
     assert settings.max_in_flight == 64
     assert settings.result_ttl_s == 86_400.0
     assert settings.job_timeout_s == 300.0
-    assert settings.worker_max_jobs == 10
+    assert settings.worker_max_jobs == 32
     assert settings.worker_poll_s == 1.0
     assert Settings.from_env(env={}) == settings
 
