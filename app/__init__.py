@@ -10,6 +10,7 @@ from app.errors import (
     RunNotFoundError,
     RunTimeoutError,
     SettingsError,
+    WaitTimeoutError,
 )
 from app.runs import RunStatus
 from app.settings import Settings
@@ -29,6 +30,7 @@ __all__ = [
     "RunTimeoutError",
     "Settings",
     "SettingsError",
+    "WaitTimeoutError",
     "submit",
     "submit_sync",
 ]

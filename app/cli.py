@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     result = _command(commands, "result", _result, "print a finished run's total")
     result.add_argument("run_id", metavar="RUN_ID")
+    wait = _command(commands, "wait", _wait, "wait for a run to end, then print its total")
+    wait.add_argument("run_id", metavar="RUN_ID")
+    wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    cancel = _command(commands, "cancel", _cancel, "cancel a run and remove its queued chunks")
+    cancel.add_argument("run_id", metavar="RUN_ID")
     _add_bench_options(_command(commands, "bench", _bench, "time chunksum against baselines"))
     return parser
 
@@ -268,6 +273,32 @@ def _result(args: argparse.Namespace, settings: Settings) -> int:
             return await client.result(args.run_id)
 
     print(_text(asyncio.run(read_total())))
+    return 0
+
+
+def _wait(args: argparse.Namespace, settings: Settings) -> int:
+    async def wait() -> RunStatus:
+        async with Client(settings) as client:
+            return await client.wait(args.run_id, timeout=args.timeout)
+
+    run = asyncio.run(wait())
+    if run.status != "done" or run.total is None:
+        print(f"chunksum: run {run.run_id} {run.status}: {run.error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_text(run.total))
+    return 0
+
+
+def _cancel(args: argparse.Namespace, settings: Settings) -> int:
+    async def cancel() -> RunStatus:
+        async with Client(settings) as client:
+            return await client.cancel(args.run_id)
+
+    run = asyncio.run(cancel())
+    if run.status != "cancelled":
+        print(f"run {run.run_id} had already ended: {run.status}")
+    else:
+        print(f"run {run.run_id} cancelled")
     return 0
 
 

@@ -49,5 +49,9 @@ class RunTimeoutError(RunFailedError, TimeoutError):
     """A run did not finish within its ``timeout``; it is marked failed and its jobs removed."""
 
 
+class WaitTimeoutError(ChunksumError, TimeoutError):
+    """`wait` gave up before the run ended; the run itself goes on."""
+
+
 class RunNotDoneError(ChunksumError):
     """The run exists but has no total yet (it is queued or running)."""

@@ -10,6 +10,7 @@ key                             type    holds
 ==============================  ======  ==============================================
 ``<prefix>:queue``              zset    the arq queue the workers read
 ``<prefix>:wake``               pubsub  a message per enqueued batch: idle workers wake
+``<prefix>:ended:<run id>``     pubsub  the run's final status, when it ends
 ``<prefix>:run:<run id>``       hash    the run: status, total, counts, timestamps, error
 ``<prefix>:partials:<run id>``  hash    chunk index -> exact partial sum (idempotence)
 ``<prefix>:inbox:<run id>``     list    partials (and chunk failures) for the submitter
@@ -57,6 +58,10 @@ class Keys:
         """Return the list through which workers push partials to the submitter."""
         return f"{self.prefix}:inbox:{run_id}"
 
+    def ended_channel(self, run_id: str) -> str:
+        """Return the pub/sub channel on which a run's end is announced (for `chunksum wait`)."""
+        return f"{self.prefix}:ended:{run_id}"
+
     def run_keys(self, run_id: str) -> tuple[str, str, str]:
         """Return (run hash, partials hash, inbox list), in the order the Lua scripts take."""
         return self.run(run_id), self.partials(run_id), self.inbox(run_id)
@@ -65,6 +70,11 @@ class Keys:
 def job_id(run_id: str, index: int) -> str:
     """Return the arq job id of chunk ``index`` of a run: deterministic, so retries collapse."""
     return f"{run_id}:{index}"
+
+
+def job_pattern(run_id: str) -> str:
+    """Return a pattern that matches the job ids of every chunk of a run."""
+    return f"{run_id}:*"
 
 
 def arq_job_key(job_id: str) -> str:

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from app import codec
 from app.errors import RunNotFoundError
 from app.exact import ExactSum, parse_total, total_text
-from app.keys import Keys, arq_job_key, job_id
+from app.keys import Keys, arq_job_key, job_id, job_pattern
 
 ACTIVE = ("queued", "running")
 
@@ -48,21 +48,23 @@ return 1
 """
 )
 
-# KEYS: run, partials, inbox. ARGV: ttl, new status, now, inbox entry ('' for none), then
-# field/value pairs. Ends an active run: its partials go, the entry (a chunk's failure) is
-# left for the submitter, and the run hash stays for the retention time.
+# KEYS: run, partials, inbox. ARGV: ttl, new status, now, inbox entry ('' for none), ended
+# channel, then field/value pairs. Ends an active run: its partials go, the entry (a chunk's
+# failure, a cancellation) is left for the submitter, the run hash stays for the retention
+# time, and waiters hear of it.
 _END = (
     _EXPIRE
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return status or false end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 6))
 redis.call('DEL', KEYS[2], KEYS[3])
 if ARGV[4] ~= '' then
   redis.call('RPUSH', KEYS[3], ARGV[4])
   expire(KEYS[3])
 end
 expire(KEYS[1])
+redis.call('PUBLISH', ARGV[5], ARGV[2])
 return 'ok'
 """
 )
@@ -140,7 +142,7 @@ class RunStore:
         self, run_id: str, status: str, *, inbox_entry: bytes = b"", **fields: object
     ) -> str | None:
         """Move an active run to ``status`` with ``fields``; return None, or the status it had."""
-        args: list[Any] = [self._ttl, status, _now(), inbox_entry]
+        args: list[Any] = [self._ttl, status, _now(), inbox_entry, self.keys.ended_channel(run_id)]
         for name, value in fields.items():
             args += [name, str(value)]
         outcome = await self._end(keys=self.keys.run_keys(run_id), args=args)
@@ -154,6 +156,22 @@ class RunStore:
         return await self.end(
             run_id, "done", total=text, total_type=kind, count=count, chunks=chunks
         )
+
+    async def cancel(self, run_id: str, reason: str) -> str | None:
+        """Cancel an active run, wake its submitter, and take its queued jobs off the queue.
+
+        Returns None, or the status the run had if it had already ended.
+        """
+        ended = await self.end(
+            run_id, "cancelled", inbox_entry=codec.dumps([-1, None, reason]), error=reason
+        )
+        await self.remove_jobs(run_id, await self.queued_indexes(run_id))
+        return ended
+
+    async def queued_indexes(self, run_id: str) -> list[int]:
+        """Return the chunk indexes of a run's jobs still on the queue."""
+        members = self.redis.zscan_iter(self.keys.queue, match=job_pattern(run_id))
+        return [int(member.rsplit(b":", 1)[1]) async for member, _ in members]
 
     async def remove_jobs(self, run_id: str, indexes: list[int]) -> None:
         """Take a run's not-yet-finished chunk jobs off the queue."""

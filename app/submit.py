@@ -21,7 +21,7 @@ from arq.jobs import serialize_job
 from app import codec
 from app.chunking import Chunk, Numbers, plan
 from app.connection import connect
-from app.errors import RunFailedError, RunNotDoneError, RunTimeoutError
+from app.errors import RunFailedError, RunNotDoneError, RunTimeoutError, WaitTimeoutError
 from app.exact import ExactSum
 from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
 from app.runs import ACTIVE, RunStatus, RunStore
@@ -144,6 +144,31 @@ class Client:
     async def status(self, run_id: str) -> RunStatus:
         """Return a run's stored state; raise RunNotFoundError for an unknown id."""
         return await self.runs.read(run_id)
+
+    async def cancel(self, run_id: str) -> RunStatus:
+        """Cancel a run: queued chunks are removed, running ones are ignored, its submitter
+        gets RunFailedError at once. Cancelling an ended run changes nothing."""
+        await self.runs.cancel(run_id, "cancelled with `chunksum cancel`")
+        return await self.runs.read(run_id)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:  # noqa: ASYNC109
+        """Wait until a run ends (done, failed or cancelled) and return it.
+
+        Args:
+            timeout: seconds; then WaitTimeoutError (the run goes on). None waits for good.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(self.keys.ended_channel(run_id))  # before reading: no race
+            while (run := await self.runs.read(run_id)).status in ACTIVE:
+                wait_s = WAIT_SLICE_S if deadline is None else deadline - time.monotonic()
+                if wait_s <= 0:
+                    raise WaitTimeoutError(
+                        f"run {run_id} is still {run.status} ({run.done_chunks} of "
+                        f"{run.chunks or '?'} chunks done) after {timeout} s; wait longer"
+                    )
+                await pubsub.get_message(timeout=min(wait_s, WAIT_SLICE_S))
+        return run
 
     async def result(self, run_id: str) -> int | float:
         """Return a finished run's total; raise RunFailedError or RunNotDoneError otherwise."""

@@ -362,3 +362,17 @@ async def test_procfile_worker_runs_submitted_jobs(
             await worker.wait()
     assert (result.total, result.count, result.chunks) == (50_005_000, 10_000, 4)
     assert worker.returncode == 0, output.decode()
+
+
+@pytest.mark.usefixtures("cli_worker")
+def test_wait_and_cancel_of_a_finished_run(
+    cli_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wait` prints a finished run's total; `cancel` of it says it had already ended."""
+    args = ("submit", "--range", "1", "10", "--timeout", "30", "--json")
+    assert run_main(*args, settings=cli_settings) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert run_main("wait", run_id, "--timeout", "5", settings=cli_settings) == 0
+    assert capsys.readouterr().out == "55\n"
+    assert run_main("cancel", run_id, settings=cli_settings) == 0
+    assert capsys.readouterr().out == f"run {run_id} had already ended: done\n"

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,8 +20,10 @@ from app import (
     Client,
     InvalidNumberError,
     RedisUnavailableError,
+    RunFailedError,
     RunTimeoutError,
     Settings,
+    WaitTimeoutError,
     submit,
     submit_sync,
 )
@@ -269,3 +272,42 @@ async def test_simulated_io_delays_each_chunk(client: Client, worker: Worker) ->
     result = await client.submit(range(40), chunks=4, timeout=30, simulate_io_s=0.05)
     assert result.total == sum(range(40))
     assert result.elapsed_s >= 0.05
+
+
+async def queued_run(client: Client, redis: ArqRedis, chunks: int) -> tuple[asyncio.Task[Any], str]:
+    """Start a submit with no worker; return its task and run id once its jobs are queued."""
+    task = asyncio.create_task(client.submit(range(chunks * 10), chunks=chunks, timeout=30))
+    async with asyncio.timeout(10):
+        while await redis.zcard(client.keys.queue) < chunks:  # noqa: ASYNC110  # Redis state
+            await asyncio.sleep(0.01)
+    (run_key,) = await redis.keys(client.keys.run("*"))
+    return task, run_key.decode().rsplit(":", 1)[1]
+
+
+async def test_cancel_wakes_the_submitter_and_removes_jobs(
+    client: Client, redis: ArqRedis, settings: Settings
+) -> None:
+    """`cancel` from another client fails the waiting submit at once and empties the queue."""
+    task, run_id = await queued_run(client, redis, chunks=5)
+    async with Client(settings) as other:
+        status = await other.cancel(run_id)
+    assert (status.status, status.error) == ("cancelled", "cancelled with `chunksum cancel`")
+    with pytest.raises(RunFailedError, match="cancelled with `chunksum cancel`"):
+        await asyncio.wait_for(task, 5)
+    assert await run_keys(redis, settings) == [client.keys.run(run_id)]
+
+
+async def test_wait_returns_when_the_run_ends(
+    client: Client, redis: ArqRedis, settings: Settings
+) -> None:
+    """`wait` blocks until the run is done, then returns it with its total."""
+    task, run_id = await queued_run(client, redis, chunks=3)
+    async with Client(settings) as other:
+        waiting = asyncio.create_task(other.wait(run_id, timeout=30))
+        with pytest.raises(WaitTimeoutError, match="still queued"):
+            await other.wait(run_id, timeout=0.1)
+        assert not waiting.done()
+        async with running_worker(settings):
+            result = await task
+            status = await asyncio.wait_for(waiting, 10)
+    assert (status.status, status.total) == ("done", result.total)
