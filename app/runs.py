@@ -183,6 +183,15 @@ class RunStore:
             pipe.delete(*[arq_job_key(job_id) for job_id in job_ids])
             await pipe.execute()
 
+    async def partials(self, run_id: str, indexes: list[int]) -> list[bytes]:
+        """Return the recorded partials (inbox entries) of those of ``indexes`` that have one."""
+        if not indexes:
+            return []
+        found = await cast(
+            Awaitable[list[bytes | None]], self.redis.hmget(self.keys.partials(run_id), indexes)
+        )
+        return [entry for entry in found if entry is not None]
+
     async def read(self, run_id: str) -> RunStatus:
         """Return the run, or raise RunNotFoundError."""
         raw = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.keys.run(run_id)))

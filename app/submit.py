@@ -17,11 +17,18 @@ from typing import Any, Self, cast
 
 from arq.connections import ArqRedis
 from arq.jobs import serialize_job
+from redis import exceptions as redis_errors
 
 from app import codec
 from app.chunking import Chunk, Numbers, plan
 from app.connection import connect
-from app.errors import RunFailedError, RunNotDoneError, RunTimeoutError, WaitTimeoutError
+from app.errors import (
+    RedisUnavailableError,
+    RunFailedError,
+    RunNotDoneError,
+    RunTimeoutError,
+    WaitTimeoutError,
+)
 from app.exact import ExactSum
 from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
 from app.runs import ACTIVE, RunStatus, RunStore
@@ -34,6 +41,8 @@ Progress = Callable[[int, int | None], None]
 WAIT_SLICE_S = 5.0
 PIPELINE_BYTES = 1 << 20
 MAX_DRAIN = 1000  # inbox entries read per round trip after BLPOP wakes
+RECONNECT_S = 30.0  # how long a submitter rides out an unreachable Redis
+MAX_BACKOFF_S = 2.0
 logger = logging.getLogger(__name__)
 
 
@@ -61,6 +70,7 @@ class _Run:
     count: int = 0
     sent: int = 0
     done: int = 0
+    outage_since: float | None = None  # monotonic time Redis became unreachable
 
     def accept(self, entry: bytes) -> None:
         """Add one inbox entry's partial, or raise the chunk's failure."""
@@ -239,17 +249,42 @@ class Client:
                     "with `chunksum worker`, or allow a longer timeout",
                     run_id=run.run_id,
                 )
+        try:
+            entries = await self._receive(run, wait_s)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            await self._back_off(run, exc)
+            return
+        if run.outage_since is not None:  # back from an outage: a popped entry may be lost
+            run.outage_since = None
+            entries += await self.runs.partials(run.run_id, sorted(run.pending))
+        if not entries:
+            await self._check_active(run)
+        for entry in entries:
+            run.accept(entry)
+
+    async def _receive(self, run: _Run, wait_s: float) -> list[bytes]:
+        """Wait for partials in the run's inbox (BLPOP), then take all that are there."""
         inbox = self.keys.inbox(run.run_id)
         # Redis >= 6 takes fractional BLPOP timeouts; redis-py's annotation says int
         timeout_s: Any = max(wait_s, 0.01)
         popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
         if popped is None:
-            await self._check_active(run)
-            return
+            return []
         rest = await cast(Awaitable[list[bytes] | None], self.redis.lpop(inbox, MAX_DRAIN))
-        entries = [popped[1], *(rest or [])]
-        for entry in entries:
-            run.accept(entry)
+        return [popped[1], *(rest or [])]
+
+    async def _back_off(self, run: _Run, exc: Exception) -> None:
+        """Wait a little while Redis is unreachable; give up after RECONNECT_S."""
+        now = time.monotonic()
+        if run.outage_since is None:
+            run.outage_since = now
+            logger.warning("run %s: Redis unreachable (%s); retrying", run.run_id, exc)
+        elif now - run.outage_since > RECONNECT_S:
+            raise RedisUnavailableError(
+                f"lost Redis for over {RECONNECT_S:.0f} s during run {run.run_id} ({exc}); its "
+                f"workers may still finish it: see `chunksum status {run.run_id}` later"
+            ) from exc
+        await asyncio.sleep(min(0.1 * 2 ** int(now - run.outage_since), MAX_BACKOFF_S))
 
     async def _check_active(self, run: _Run) -> None:
         stored = await self.runs.read(run.run_id)

@@ -36,6 +36,7 @@ class QueueWaker:
         self._read = redis.zrangebyscore
         self._woken = asyncio.Event()
         self._last: list[bytes] = []
+        self._backoff_s = 0.0  # > 0 while Redis is unreachable
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -58,7 +59,7 @@ class QueueWaker:
             other: list[bytes] = await self._read(name, *args, **kwargs)
             return other
         self._woken.clear()  # before the read, so a wake-up during it is not lost
-        job_ids: list[bytes] = await self._read(name, *args, **kwargs)
+        job_ids = await self._read_or_back_off(name, *args, **kwargs)
         if job_ids and job_ids != self._last:
             self._last = job_ids
             return _rotated(job_ids)
@@ -67,8 +68,27 @@ class QueueWaker:
             await asyncio.wait_for(self._woken.wait(), self.idle_s)
         except TimeoutError:
             return job_ids
-        self._last = await self._read(name, *args, **kwargs)
+        self._last = await self._read_or_back_off(name, *args, **kwargs)
         return _rotated(self._last)
+
+    async def _read_or_back_off(self, name: str, *args: Any, **kwargs: Any) -> list[bytes]:
+        """Read the queue; while Redis is unreachable, wait (backing off) and read nothing.
+
+        arq's loop dies on any error from its queue read; a Redis restart must not kill
+        idle workers, so the read waits out the outage instead.
+        """
+        try:
+            job_ids: list[bytes] = await self._read(name, *args, **kwargs)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            if self._backoff_s == 0:
+                logger.warning("Redis unreachable (%s); retrying until it is back", exc)
+            self._backoff_s = min(max(self._backoff_s * 2, 0.1), MAX_BACKOFF_S)
+            await asyncio.sleep(self._backoff_s)
+            return []
+        if self._backoff_s:
+            logger.warning("Redis reachable again")
+            self._backoff_s = 0.0
+        return job_ids
 
     async def _listen(self, pubsub: Any) -> None:
         backoff_s = 0.1

@@ -29,7 +29,14 @@ from app import (
 )
 from app.keys import Keys
 from app.redis_server import RedisServer
-from tests.harness import ROOT, free_port, process_env, read_hash, running_worker
+from tests.harness import (
+    ROOT,
+    free_port,
+    process_env,
+    read_hash,
+    running_worker,
+    worker_process,
+)
 
 
 async def run_keys(redis: ArqRedis, settings: Settings) -> list[str]:
@@ -311,3 +318,33 @@ async def test_wait_returns_when_the_run_ends(
             result = await task
             status = await asyncio.wait_for(waiting, 10)
     assert (status.status, status.total) == ("done", result.total)
+
+
+@pytest.mark.timeout(60)
+async def test_idle_worker_rides_out_a_redis_restart(settings: Settings) -> None:
+    """An idle worker process outlives a Redis restart and sums the next run."""
+    with RedisServer(port=free_port()) as server:
+        own = replace(settings, redis_url=server.url)
+        async with worker_process(own) as process:
+            async with Client(own) as client:
+                assert (await client.submit(range(10), timeout=30)).total == 45
+            server.stop()
+            server.start()
+            async with Client(own) as client:
+                assert (await client.submit(range(100), chunks=3, timeout=30)).total == 4950
+            assert process.returncode is None
+
+
+@pytest.mark.timeout(60)
+async def test_submitter_rides_out_a_redis_restart(settings: Settings) -> None:
+    """A submitter waiting on its run reconnects after a Redis restart (appendonly on)."""
+    durable = ("--appendonly", "yes", "--appendfsync", "always")
+    with RedisServer(port=free_port(), extra_args=durable) as server:
+        own = replace(settings, redis_url=server.url)
+        async with Client(own) as client:
+            task, _ = await queued_run(client, client.redis, chunks=4)
+            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(server.start)
+            async with running_worker(own):
+                result = await asyncio.wait_for(task, 40)
+    assert result.total == sum(range(40))
