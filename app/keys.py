@@ -19,7 +19,7 @@ key                             type    holds
 
 from dataclasses import dataclass
 
-from arq.constants import job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 
 DEFAULT_PREFIX = "chunksum"
 SUM_CHUNK_JOB = "sum_chunk"
@@ -80,6 +80,11 @@ def job_pattern(run_id: str) -> str:
 def arq_job_key(job_id: str) -> str:
     """Return the key where arq keeps a job's definition (arq's own naming)."""
     return job_key_prefix + job_id
+
+
+def arq_in_progress_key(job_id: str) -> str:
+    """Return the key by which arq marks a job as running (arq's own naming)."""
+    return in_progress_key_prefix + job_id
 
 
 # `chunksum bench`: its own prefix, so bench jobs never reach a deployment's workers.

@@ -27,11 +27,12 @@ class Settings:
     job_timeout_s: float = 300.0
     worker_max_jobs: int = 32
     worker_poll_s: float = 1.0
+    lease_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "max_in_flight", "worker_max_jobs"):
             _check_positive(name, getattr(self, name))
-        for name in ("job_timeout_s", "worker_poll_s"):
+        for name in ("job_timeout_s", "worker_poll_s", "lease_s"):
             _check_positive(name, getattr(self, name))
         if self.result_ttl_s is not None:
             _check_positive("result_ttl_s", self.result_ttl_s)
@@ -78,6 +79,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "job_timeout_s": float,
     "worker_max_jobs": int,
     "worker_poll_s": float,
+    "lease_s": float,
 }
 
 

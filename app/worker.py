@@ -7,6 +7,7 @@ from arq.worker import func
 from app import codec
 from app.connection import redis_settings
 from app.keys import SUM_CHUNK_JOB, Keys
+from app.lease import Lease
 from app.runs import RunStore
 from app.settings import Settings
 from app.wakeup import QueueWaker
@@ -25,6 +26,18 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["runs"] = RunStore(ctx["redis"], keys, ttl_s=settings.result_ttl_s)
     ctx["waker"] = waker = QueueWaker(ctx["redis"], keys, idle_s=settings.worker_poll_s)
     await waker.start()
+
+
+async def job_start(ctx: dict[str, Any]) -> None:
+    """Take a lease on the job, so that if this worker dies another takes it soon (app.lease)."""
+    settings: Settings = ctx["settings"]
+    ctx["lease"] = lease = Lease(ctx["redis"], ctx["job_id"], lease_s=settings.lease_s)
+    await lease.start()
+
+
+async def job_end(ctx: dict[str, Any]) -> None:
+    """Stop renewing the job's lease."""
+    await ctx["lease"].stop()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -49,6 +62,8 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "ctx": {"settings": settings},
         "on_startup": startup,
         "on_shutdown": shutdown,
+        "on_job_start": job_start,
+        "on_job_end": job_end,
     }
 
 

@@ -1,0 +1,49 @@
+"""Leases on running chunk jobs, so a killed worker's chunk is taken over in seconds.
+
+arq marks a running job with an "in progress" key that expires ``job_timeout + 10`` s
+after the job starts (310 s by default) and has no heartbeat: a worker killed mid-job
+holds its job that long. A chunk job shortens that key's life to ``lease_s`` and renews
+it while it runs; if its worker dies, the key expires within ``lease_s`` and another
+worker's next queue read claims the job. A worker that is only slow may let its lease
+lapse too: then two workers run the chunk, and the run counts it once.
+
+The lease starts when the job does, a few milliseconds after arq claims it: a worker killed
+in between leaves arq's full expiry to run (``CHUNKSUM_JOB_TIMEOUT_S`` + 10 s).
+"""
+
+import asyncio
+import contextlib
+
+from redis.asyncio import Redis
+
+from app.keys import arq_in_progress_key
+
+RENEWALS_PER_LEASE = 3
+
+
+class Lease:
+    """Hold arq's in-progress key of a running job for ``lease_s`` at a time, renewing it."""
+
+    def __init__(self, redis: Redis, job_id: str, *, lease_s: float) -> None:
+        self.redis = redis
+        self.key = arq_in_progress_key(job_id)
+        self.lease_ms = int(lease_s * 1000)
+        self.every_s = lease_s / RENEWALS_PER_LEASE
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Shorten the key's life to one lease and start renewing it."""
+        await self.redis.pexpire(self.key, self.lease_ms)
+        self._renewing = asyncio.create_task(self._renew())
+
+    async def stop(self) -> None:
+        """Stop renewing (arq deletes the key as it finishes the job)."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            await self.redis.pexpire(self.key, self.lease_ms)  # never creates a gone key

@@ -1,0 +1,64 @@
+"""Leases: a killed worker's chunk is taken over in seconds, not arq's 310."""
+
+import asyncio
+import signal
+from dataclasses import replace
+
+import pytest
+from arq.connections import ArqRedis
+
+from app.keys import arq_in_progress_key, job_id
+from app.lease import Lease
+from app.settings import Settings
+from app.submit import Client
+from tests.harness import worker_process
+
+
+async def wait_for_key(redis: ArqRedis, key: str, *, present: bool, timeout_s: float) -> None:
+    """Wait (bounded) until ``key`` exists, or is gone."""
+    async with asyncio.timeout(timeout_s):
+        while bool(await redis.exists(key)) != present:  # noqa: ASYNC110  # Redis state
+            await asyncio.sleep(0.01)
+
+
+async def wait_for_lease(redis: ArqRedis, key: str, *, lease_ms: int) -> None:
+    """Wait (bounded) until the job's in-progress key runs on a lease, not arq's 310 s."""
+    async with asyncio.timeout(20):
+        while not 0 < await redis.pttl(key) <= lease_ms:  # noqa: ASYNC110  # Redis state
+            await asyncio.sleep(0.01)
+
+
+async def test_lease_shortens_and_renews_the_in_progress_key(redis: ArqRedis) -> None:
+    """A lease cuts arq's in-progress TTL to the lease, renews it, then lets it lapse."""
+    key = arq_in_progress_key("run:0")
+    await redis.psetex(key, 310_000, b"1")
+    lease = Lease(redis, "run:0", lease_s=0.3)
+    await lease.start()
+    try:
+        assert 0 < await redis.pttl(key) <= 300
+        await asyncio.sleep(0.6)  # observing expiry over time: two lease lengths
+        assert await redis.exists(key)
+    finally:
+        await lease.stop()
+    await wait_for_key(redis, key, present=False, timeout_s=2)
+
+
+@pytest.mark.timeout(60)
+async def test_killed_workers_chunk_is_taken_over(settings: Settings, redis: ArqRedis) -> None:
+    """A worker SIGKILLed mid-chunk loses its lease; another worker finishes the run exactly."""
+    settings = replace(settings, lease_s=1.0)
+    async with Client(settings) as client:
+        async with worker_process(settings) as doomed:
+            submit = asyncio.create_task(
+                client.submit(range(1000), chunks=1, timeout=30, simulate_io_s=2.0)
+            )
+            async with asyncio.timeout(10):
+                while not await redis.keys(client.keys.run("*")):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            (run_key,) = await redis.keys(client.keys.run("*"))
+            run_id = run_key.decode().rsplit(":", 1)[1]
+            await wait_for_lease(redis, arq_in_progress_key(job_id(run_id, 0)), lease_ms=1000)
+            doomed.send_signal(signal.SIGKILL)
+        async with worker_process(settings):
+            result = await submit
+    assert result.total == sum(range(1000))
