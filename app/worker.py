@@ -15,6 +15,7 @@ from jobs.chunks import sum_chunk
 
 # How often arq's loop runs when it isn't waiting in the queue read (see app.wakeup).
 LOOP_DELAY_S = 0.005
+ARQ_MAX_TRIES = 20
 # On SIGTERM/SIGINT a worker stops taking jobs and lets running chunks finish this long.
 SHUTDOWN_GRACE_S = 10
 
@@ -49,7 +50,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Return arq ``Worker`` keyword arguments for a chunksum worker with ``settings``."""
     return {
-        "functions": [func(sum_chunk, name=SUM_CHUNK_JOB)],
+        # arq's own limit must stay above the job's (CHUNK_TRIES): past it arq drops the job
+        # without a word to the run; kills (which the job can't count) use tries too
+        "functions": [func(sum_chunk, name=SUM_CHUNK_JOB, max_tries=ARQ_MAX_TRIES)],
         "queue_name": Keys(settings.key_prefix).queue,
         "redis_settings": redis_settings(settings),
         "job_serializer": codec.dumps,

@@ -3,11 +3,15 @@
 import asyncio
 from typing import Any
 
+from arq.worker import Retry
+
 from app import codec
 from app.errors import PayloadError
 from app.runs import RunStore
 
 MAX_SIMULATED_IO_S = 60.0
+CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
+RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
 
 
 async def sum_chunk(
@@ -33,4 +37,17 @@ async def sum_chunk(
     except PayloadError as exc:
         await runs.fail_chunk(run_id, index, f"chunk {index} can't be summed: {exc}")
         raise
+    except Exception as exc:
+        await _retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
+        raise
     return await runs.record(run_id, index, partial)
+
+
+async def _retry_or_fail(
+    runs: RunStore, run_id: str, index: int, tries: int, exc: Exception
+) -> None:
+    """Retry a chunk that failed unexpectedly, with backoff; after CHUNK_TRIES, fail the run."""
+    if tries < CHUNK_TRIES:
+        raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
+    message = f"chunk {index} failed {tries} times on the workers, last with {exc!r}"
+    await runs.fail_chunk(run_id, index, message)

@@ -313,3 +313,41 @@ async def test_sum_chunk_fails_the_run_on_a_bad_payload(runs: RunStore) -> None:
     assert stored.status == "failed"
     assert stored.error is not None
     assert stored.error.startswith("chunk 1 can't be summed: ")
+
+
+def failing_sum_parts(failures: int) -> Any:
+    """Return a sum_parts that raises RuntimeError ``failures`` times, then works."""
+    calls = 0
+    real = codec.sum_parts
+
+    def sum_parts(parts: object) -> ExactSum:
+        nonlocal calls
+        calls += 1
+        if calls <= failures:
+            raise RuntimeError(f"boom {calls}")
+        return real(parts)
+
+    return sum_parts
+
+
+@pytest.mark.timeout(30)
+async def test_transient_chunk_failure_is_retried(
+    client: Client, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk that raises unexpectedly is retried with backoff, and the total stays exact."""
+    monkeypatch.setattr("jobs.chunks.RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(codec, "sum_parts", failing_sum_parts(2))
+    result = await client.submit(range(100), chunks=1, timeout=20)
+    assert result.total == 4950
+
+
+@pytest.mark.timeout(30)
+async def test_chunk_that_keeps_failing_fails_the_run(
+    client: Client, redis: ArqRedis, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After CHUNK_TRIES failures the run fails with the chunk index and the worker's error."""
+    monkeypatch.setattr("jobs.chunks.RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(codec, "sum_parts", failing_sum_parts(100))
+    with pytest.raises(RunFailedError, match=r"chunk 0 failed 4 times .*RuntimeError\('boom 4'\)"):
+        await client.submit(range(100), chunks=1, timeout=20)
+    assert await redis.zcard(client.keys.queue) == 0
