@@ -28,9 +28,10 @@ class Settings:
     worker_max_jobs: int = 32
     worker_poll_s: float = 1.0
     lease_s: float = 5.0
+    max_chunk_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
-        for name in ("chunk_size", "max_in_flight", "worker_max_jobs"):
+        for name in ("chunk_size", "max_in_flight", "worker_max_jobs", "max_chunk_bytes"):
             _check_positive(name, getattr(self, name))
         for name in ("job_timeout_s", "worker_poll_s", "lease_s"):
             _check_positive(name, getattr(self, name))
@@ -80,6 +81,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_max_jobs": int,
     "worker_poll_s": float,
     "lease_s": float,
+    "max_chunk_bytes": int,
 }
 
 

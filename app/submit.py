@@ -23,6 +23,7 @@ from app import codec
 from app.chunking import Chunk, Numbers, plan
 from app.connection import connect
 from app.errors import (
+    ChunkingError,
     RedisUnavailableError,
     RunFailedError,
     RunNotDoneError,
@@ -230,6 +231,11 @@ class Client:
         if run.simulate_io_s:
             kwargs["simulate_io_s"] = run.simulate_io_s
         data = serialize_job(SUM_CHUNK_JOB, (), kwargs, None, now_ms, serializer=codec.dumps)
+        if len(data) > self.settings.max_chunk_bytes:
+            raise ChunkingError(
+                f"chunk {chunk.index} packs to {len(data):,} bytes, over CHUNKSUM_MAX_CHUNK_BYTES="
+                f"{self.settings.max_chunk_bytes:,}; pass a smaller chunk_size (or more chunks)"
+            )
         chunk_job = job_id(run.run_id, chunk.index)
         pipe.psetex(arq_job_key(chunk_job), self._job_ttl_ms, data)
         pipe.zadd(self.keys.queue, {chunk_job: now_ms})

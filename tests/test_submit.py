@@ -348,3 +348,15 @@ async def test_submitter_rides_out_a_redis_restart(settings: Settings) -> None:
             async with running_worker(own):
                 result = await asyncio.wait_for(task, 40)
     assert result.total == sum(range(40))
+
+
+async def test_oversized_chunk_is_refused(
+    settings: Settings, redis: ArqRedis, worker: Worker
+) -> None:
+    """A chunk packing to more than max_chunk_bytes fails with a clear error, nothing queued."""
+    small = replace(settings, max_chunk_bytes=4096)
+    async with Client(small) as client:
+        with pytest.raises(ChunkingError, match="over CHUNKSUM_MAX_CHUNK_BYTES=4,096"):
+            await client.submit(np.arange(10_000, dtype=np.int64), chunks=1, timeout=10)
+        assert (await client.submit(np.arange(100), chunks=1, timeout=10)).total == 4950
+    assert await redis.zcard(client.keys.queue) == 0
