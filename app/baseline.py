@@ -8,11 +8,9 @@ Redis floor: one client pipelining ``SET`` then ``GET`` of the same bytes, in th
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from arq.connections import ArqRedis, create_pool
@@ -24,14 +22,14 @@ from app.connection import DEFAULT_REDIS_URL, redis_settings
 from app.errors import ChunksumError
 from app.keys import NAIVE_QUEUE, NAIVE_SUM_JOB, bench_floor_key
 from app.settings import Settings
+from app.worker_processes import WorkerProcesses
 from app.workloads import RUN_TIMEOUT_S, Timing, Values, Workload, bounds, measure, same
 
-STOP_TIMEOUT_S = 10.0
 LOG_TAIL_BYTES = 2000
 NAIVE_COMMAND = [sys.executable, "-m", "arq", "app.naive_worker.WorkerSettings"]
 
 
-class NaiveWorkers:
+class NaiveWorkers(WorkerProcesses):
     """Run ``count`` plain arq worker processes for the naive baseline until exit.
 
     They log as arq does by default (a line per job) into a temporary file, whose end is
@@ -39,44 +37,16 @@ class NaiveWorkers:
     """
 
     def __init__(self, count: int, settings: Settings) -> None:
-        self.count = count
-        self.settings = settings
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115  # closed in __exit__
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
+        super().__init__(count, settings, command=NAIVE_COMMAND, output=self._log)
 
-    def __enter__(self) -> Self:
-        env = {**os.environ, **self.settings.to_env()}
-        for _ in range(self.count):
-            self.processes.append(
-                subprocess.Popen(
-                    NAIVE_COMMAND,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=self._log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """Stop the workers, first showing the log's end if one of them exited early."""
         if any(process.poll() is not None for process in self.processes):
             self._log.seek(max(0, self._log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
             tail = self._log.read().decode(errors="replace")
             print(f"a plain arq worker exited early; its log ends:\n{tail}", file=sys.stderr)
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.processes.clear()
+        super().stop()
         self._log.close()
 
 

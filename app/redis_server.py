@@ -19,9 +19,9 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.errors import RedisServerError
+from app.worker_processes import stop_processes
 
 START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 5.0
 
 
 def find_redis_server() -> str:
@@ -77,12 +77,7 @@ class RedisServer:
         """Stop the server, killing it if it doesn't exit in time."""
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_processes([self._process])
         if self._process.stderr is not None:
             self._process.stderr.close()
         self._process = None

@@ -1,41 +1,58 @@
-"""Local worker processes: what `chunksum run --workers N` starts and stops around a run."""
+"""Local worker processes: what `chunksum run --workers N` (and the bench) start and stop."""
 
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import IO, Self
 
 from app.settings import Settings
 
 STOP_TIMEOUT_S = 10.0
+WORKER_COMMAND = (sys.executable, "-m", "app.cli", "worker", "--log-level", "warning")
 
 
 class WorkerProcesses:
-    """Run ``count`` ``chunksum worker`` processes against ``settings``' Redis until exit."""
+    """Run ``count`` worker processes against ``settings``' Redis until exit.
 
-    def __init__(self, count: int, settings: Settings) -> None:
+    Args:
+        command: the worker command line; default ``chunksum worker``.
+        output: where the workers' stdout and stderr go; default inherited.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        settings: Settings,
+        *,
+        command: Sequence[str] = WORKER_COMMAND,
+        output: IO[bytes] | None = None,
+    ) -> None:
         self.count = count
         self.settings = settings
+        self.command = list(command)
+        self.output = output
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
         """Start the processes; they connect (with retries) and wait for jobs."""
         env = {**os.environ, **self.settings.to_env()}
-        command = [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]
+        stderr = None if self.output is None else subprocess.STDOUT
         for _ in range(self.count):
-            self.processes.append(subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL))
+            self.processes.append(
+                subprocess.Popen(
+                    self.command,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=self.output,
+                    stderr=stderr,
+                )
+            )
 
     def stop(self) -> None:
         """Ask every process to stop (SIGTERM: arq finishes its jobs), then kill stragglers."""
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
         self.processes.clear()
 
     def __enter__(self) -> Self:
@@ -49,3 +66,15 @@ class WorkerProcesses:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def stop_processes(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Terminate processes, then kill those still running after STOP_TIMEOUT_S."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -358,5 +358,5 @@ async def test_oversized_chunk_is_refused(
     async with Client(small) as client:
         with pytest.raises(ChunkingError, match="over CHUNKSUM_MAX_CHUNK_BYTES=4,096"):
             await client.submit(np.arange(10_000, dtype=np.int64), chunks=1, timeout=10)
+        assert await redis.zcard(client.keys.queue) == 0
         assert (await client.submit(np.arange(100), chunks=1, timeout=10)).total == 4950
-    assert await redis.zcard(client.keys.queue) == 0
