@@ -10,7 +10,7 @@ from arq.connections import ArqRedis
 from app.keys import arq_in_progress_key, job_id
 from app.lease import Lease
 from app.settings import Settings
-from app.submit import Client
+from app.submit import Client, RunResult
 from tests.harness import worker_process
 
 
@@ -43,22 +43,40 @@ async def test_lease_shortens_and_renews_the_in_progress_key(redis: ArqRedis) ->
     await wait_for_key(redis, key, present=False, timeout_s=2)
 
 
+async def started_chunk(client: Client, redis: ArqRedis, io_s: float) -> asyncio.Task[RunResult]:
+    """Submit range(1000) as one chunk that waits ``io_s``; return once it runs on a lease."""
+    submit = asyncio.create_task(
+        client.submit(range(1000), chunks=1, timeout=30, simulate_io_s=io_s)
+    )
+    async with asyncio.timeout(10):
+        while not await redis.keys(client.keys.run("*")):  # noqa: ASYNC110  # Redis state
+            await asyncio.sleep(0.01)
+    (run_key,) = await redis.keys(client.keys.run("*"))
+    run_id = run_key.decode().rsplit(":", 1)[1]
+    lease_ms = int(client.settings.lease_s * 1000)
+    await wait_for_lease(redis, arq_in_progress_key(job_id(run_id, 0)), lease_ms=lease_ms)
+    return submit
+
+
 @pytest.mark.timeout(60)
 async def test_killed_workers_chunk_is_taken_over(settings: Settings, redis: ArqRedis) -> None:
     """A worker SIGKILLed mid-chunk loses its lease; another worker finishes the run exactly."""
     settings = replace(settings, lease_s=1.0)
     async with Client(settings) as client:
         async with worker_process(settings) as doomed:
-            submit = asyncio.create_task(
-                client.submit(range(1000), chunks=1, timeout=30, simulate_io_s=2.0)
-            )
-            async with asyncio.timeout(10):
-                while not await redis.keys(client.keys.run("*")):  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
-            (run_key,) = await redis.keys(client.keys.run("*"))
-            run_id = run_key.decode().rsplit(":", 1)[1]
-            await wait_for_lease(redis, arq_in_progress_key(job_id(run_id, 0)), lease_ms=1000)
+            submit = await started_chunk(client, redis, io_s=2.0)
             doomed.send_signal(signal.SIGKILL)
         async with worker_process(settings):
             result = await submit
+    assert result.total == sum(range(1000))
+
+
+@pytest.mark.timeout(60)
+async def test_sigterm_lets_the_running_chunk_finish(settings: Settings, redis: ArqRedis) -> None:
+    """A worker sent SIGTERM mid-chunk stops taking jobs but finishes that chunk, then exits 0."""
+    async with Client(settings) as client, worker_process(settings) as worker:
+        submit = await started_chunk(client, redis, io_s=1.0)
+        worker.send_signal(signal.SIGTERM)
+        result = await submit
+        assert await asyncio.wait_for(worker.wait(), 15) == 0
     assert result.total == sum(range(1000))
