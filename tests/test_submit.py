@@ -360,3 +360,26 @@ async def test_oversized_chunk_is_refused(
             await client.submit(np.arange(10_000, dtype=np.int64), chunks=1, timeout=10)
         assert await redis.zcard(client.keys.queue) == 0
         assert (await client.submit(np.arange(100), chunks=1, timeout=10)).total == 4950
+
+
+MINIMUM_ACL = (
+    "on >s3cret resetkeys ~chunksum-acl:* ~arq:* resetchannels &chunksum-acl:* -@all "
+    "+@connection +info +dbsize +get +set +psetex +setex +exists +del +expire +pexpire "
+    "+incr +incrby +hset +hsetnx +hget +hgetall +hmget +hincrby +rpush +lpop +blpop "
+    "+zadd +zrem +zscore +zrangebyscore +zincrby +zscan +zcard +watch +unwatch +multi "
+    "+exec +discard +eval +evalsha +script|load +publish +subscribe +unsubscribe"
+)
+
+
+@pytest.mark.timeout(60)
+async def test_minimum_acl_is_enough(settings: Settings) -> None:
+    """The README's minimum ACL lets a worker and a submitter run, status, wait and cancel."""
+    acl = ("--user", "default", "off", "--user", "chunksum", *MINIMUM_ACL.split())
+    with RedisServer(extra_args=acl) as server:
+        url = f"unix://chunksum:s3cret@{server.socket_path}"
+        own = replace(settings, redis_url=url, key_prefix="chunksum-acl")
+        async with running_worker(own), Client(own) as client:
+            result = await client.submit(range(1000), chunks=5, timeout=30)
+            assert result.total == sum(range(1000))
+            assert (await client.wait(result.run_id, timeout=5)).total == result.total
+            assert (await client.cancel(result.run_id)).status == "done"
