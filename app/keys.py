@@ -41,11 +41,6 @@ class Keys:
         """Return the pub/sub channel that tells idle workers the queue has new jobs."""
         return f"{self.prefix}:wake"
 
-    @property
-    def run_pattern(self) -> str:
-        """Return a SCAN pattern that matches every run hash."""
-        return f"{self.prefix}:run:*"
-
     def run(self, run_id: str) -> str:
         """Return the hash that describes a run and, once done, holds its total."""
         return f"{self.prefix}:run:{run_id}"
