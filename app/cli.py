@@ -9,9 +9,9 @@ import logging.config
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, replace
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +28,7 @@ from app.worker_processes import WorkerProcesses
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+T = TypeVar("T")
 _JSON_INT_BITS = 14_000  # 10**4214 < 2**14000 < 10**4215: within the 4300-digit limit
 
 
@@ -157,22 +158,28 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
     with _numbers(args) as numbers, _progress(args) as on_progress:
-        result = asyncio.run(_submit_async(args, settings, numbers, on_progress))
+        result = _call(
+            settings,
+            lambda client: client.submit(
+                numbers,
+                chunks=args.chunks,
+                chunk_size=args.chunk_size,
+                timeout=args.timeout,
+                on_progress=on_progress,
+            ),
+        )
     _print_result(result, as_json=args.json)
     return 0
 
 
-async def _submit_async(
-    args: argparse.Namespace, settings: Settings, numbers: Numbers, on_progress: Any
-) -> RunResult:
-    async with Client(settings) as client:
-        return await client.submit(
-            numbers,
-            chunks=args.chunks,
-            chunk_size=args.chunk_size,
-            timeout=args.timeout,
-            on_progress=on_progress,
-        )
+def _call(settings: Settings, method: Callable[[Client], Awaitable[T]]) -> T:
+    """Open a client, await ``method(client)`` in a fresh event loop, close the client."""
+
+    async def call() -> T:
+        async with Client(settings) as client:
+            return await method(client)
+
+    return asyncio.run(call())
 
 
 @contextlib.contextmanager
@@ -243,7 +250,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    run = asyncio.run(_read(settings, args.run_id))
+    run = _call(settings, lambda client: client.status(args.run_id))
     if args.json:
         print(json.dumps(_status_fields(run)))
         return 0
@@ -254,34 +261,16 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status_fields(run: RunStatus) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "status": run.status,
-        "total": _json_number(run.total),
-        "count": run.count,
-        "chunks": run.chunks,
-        "done_chunks": run.done_chunks,
-        "created_at": run.created_at,
-        "finished_at": run.finished_at,
-        "error": run.error,
-    }
+    return {**asdict(run), "total": _json_number(run.total)}
 
 
 def _result(args: argparse.Namespace, settings: Settings) -> int:
-    async def read_total() -> int | float:
-        async with Client(settings) as client:
-            return await client.result(args.run_id)
-
-    print(_text(asyncio.run(read_total())))
+    print(_text(_call(settings, lambda client: client.result(args.run_id))))
     return 0
 
 
 def _wait(args: argparse.Namespace, settings: Settings) -> int:
-    async def wait() -> RunStatus:
-        async with Client(settings) as client:
-            return await client.wait(args.run_id, timeout=args.timeout)
-
-    run = asyncio.run(wait())
+    run = _call(settings, lambda client: client.wait(args.run_id, timeout=args.timeout))
     if run.status != "done" or run.total is None:
         print(f"chunksum: run {run.run_id} {run.status}: {run.error}", file=sys.stderr)
         return EXIT_FAILED
@@ -290,21 +279,12 @@ def _wait(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cancel(args: argparse.Namespace, settings: Settings) -> int:
-    async def cancel() -> RunStatus:
-        async with Client(settings) as client:
-            return await client.cancel(args.run_id)
-
-    run = asyncio.run(cancel())
+    run = _call(settings, lambda client: client.cancel(args.run_id))
     if run.status != "cancelled":
         print(f"run {run.run_id} had already ended: {run.status}")
     else:
         print(f"run {run.run_id} cancelled")
     return 0
-
-
-async def _read(settings: Settings, run_id: str) -> RunStatus:
-    async with Client(settings) as client:
-        return await client.status(run_id)
 
 
 def _text(total: int | float) -> str:

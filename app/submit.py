@@ -24,6 +24,7 @@ from app.chunking import Chunk, Numbers, plan
 from app.connection import connect
 from app.errors import (
     ChunkingError,
+    ChunksumError,
     RedisUnavailableError,
     RunFailedError,
     RunNotDoneError,
@@ -111,14 +112,18 @@ class Client:
     def redis(self) -> ArqRedis:
         """Return the open connection pool."""
         if self._redis is None:
-            raise RuntimeError("use the Client in `async with Client(settings) as client:`")
+            raise ChunksumError(
+                "the Client is not open: use `async with Client(settings) as client:`"
+            )
         return self._redis
 
     @property
     def runs(self) -> RunStore:
         """Return the run store."""
         if self._runs is None:
-            raise RuntimeError("use the Client in `async with Client(settings) as client:`")
+            raise ChunksumError(
+                "the Client is not open: use `async with Client(settings) as client:`"
+            )
         return self._runs
 
     async def submit(
