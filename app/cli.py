@@ -239,13 +239,13 @@ def _print_result(result: RunResult, *, as_json: bool) -> None:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     # imported here, not at the top: only a worker loads job code (the client never does)
     from arq.logs import default_log_config
-    from arq.worker import run_worker
 
+    from app.claims import ChunksumWorker
     from app.worker import worker_settings
 
     logging.config.dictConfig(default_log_config(verbose=args.log_level == "debug"))
     logging.getLogger("arq").setLevel(args.log_level.upper())
-    run_worker(worker_settings(settings), burst=args.burst)
+    ChunksumWorker(**worker_settings(settings), burst=args.burst).run()
     return 0
 
 

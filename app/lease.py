@@ -7,17 +7,22 @@ it while it runs; if its worker dies, the key expires within ``lease_s`` and ano
 worker's next queue read claims the job. A worker that is only slow may let its lease
 lapse too: then two workers run the chunk, and the run counts it once.
 
-The lease starts when the job does, a few milliseconds after arq claims it: a worker killed
-in between leaves arq's full expiry to run (``CHUNKSUM_JOB_TIMEOUT_S`` + 10 s).
+``chunksum worker`` (app.claims) claims jobs with a lease's expiry in the first place, so
+there is no gap. A plain ``arq app.worker.WorkerSettings`` worker claims with arq's
+expiry, and the lease takes over a few milliseconds later, when the job starts: a worker
+killed in between leaves arq's full expiry to run (``CHUNKSUM_JOB_TIMEOUT_S`` + 10 s).
 """
 
 import asyncio
 import contextlib
+import logging
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from app.keys import arq_in_progress_key
 
+logger = logging.getLogger(__name__)
 RENEWALS_PER_LEASE = 3
 
 
@@ -31,9 +36,11 @@ class Lease:
         self.every_s = lease_s / RENEWALS_PER_LEASE
         self._renewing: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Shorten the key's life to one lease and start renewing it."""
-        await self.redis.pexpire(self.key, self.lease_ms)
+    def start(self) -> None:
+        """Start renewing: now (shortening arq's expiry to one lease), then every lease/3.
+
+        The job doesn't wait for the first renewal's round trip.
+        """
         self._renewing = asyncio.create_task(self._renew())
 
     async def stop(self) -> None:
@@ -45,5 +52,10 @@ class Lease:
 
     async def _renew(self) -> None:
         while True:
+            try:
+                await self.redis.pexpire(self.key, self.lease_ms)  # never creates a gone key
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                # the job goes on; if Redis is back before the lease lapses, nothing is lost,
+                # and if not, another worker may run the chunk too, which the run counts once
+                logger.warning("could not renew the lease on %s (%s); retrying", self.key, exc)
             await asyncio.sleep(self.every_s)
-            await self.redis.pexpire(self.key, self.lease_ms)  # never creates a gone key

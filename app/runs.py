@@ -118,13 +118,17 @@ class RunStore:
 
     async def create(self, run_id: str, *, chunks: int | None) -> None:
         """Store a new queued run."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.add_create(pipe, run_id, chunks=chunks)
+            await pipe.execute()
+
+    def add_create(self, pipe: Any, run_id: str, *, chunks: int | None) -> None:
+        """Add the commands that store a new queued run to ``pipe`` (ahead of its jobs)."""
         key = self.keys.run(run_id)
         fields = {"status": "queued", "chunks": "" if chunks is None else chunks}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={**fields, "done_chunks": 0, "created_at": _now()})
-            if self.ttl_s is not None:
-                pipe.expire(key, math.ceil(self.ttl_s))
-            await pipe.execute()
+        pipe.hset(key, mapping={**fields, "done_chunks": 0, "created_at": _now()})
+        if self.ttl_s is not None:
+            pipe.expire(key, math.ceil(self.ttl_s))
 
     async def record(self, run_id: str, index: int, partial: ExactSum) -> bool:
         """Record chunk ``index``'s partial once; return False for a duplicate or ended run."""

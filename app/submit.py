@@ -73,6 +73,7 @@ class _Run:
     sent: int = 0
     done: int = 0
     outage_since: float | None = None  # monotonic time Redis became unreachable
+    created: bool = False  # the run hash is in Redis
 
     def accept(self, entry: bytes) -> None:
         """Add one inbox entry's partial, or raise the chunk's failure."""
@@ -143,7 +144,6 @@ class Client:
         )
         deadline = None if timeout is None else time.monotonic() + timeout
         run = _Run(uuid.uuid4().hex, chunked.chunks, deadline, simulate_io_s)
-        await self.runs.create(run.run_id, chunks=run.chunks)
         try:
             await self._drive(run, chunked.items, on_progress)
             ended = await self.runs.finish(run.run_id, run.total, count=run.count, chunks=run.sent)
@@ -214,20 +214,27 @@ class Client:
     async def _enqueue(self, run: _Run, chunks: Iterator[Chunk]) -> int:
         """Encode and enqueue chunks, one pipeline per megabyte; return how many."""
         pipe = self.redis.pipeline(transaction=False)
+        if not run.created:  # the run goes out with its first jobs: one round trip fewer
+            self.runs.add_create(pipe, run.run_id, chunks=run.chunks)
         count = size = 0
+        job_ids: list[str] = []
         for chunk in chunks:  # encoded one by one, so a stream's raw numbers don't pile up
             size += self._add_job(pipe, run, chunk)
+            job_ids.append(job_id(run.run_id, chunk.index))
             count += 1
             if size >= PIPELINE_BYTES:
-                await self._flush(pipe, run)
-                size = 0
-        if size:
-            await self._flush(pipe, run)
+                await self._flush(pipe, run, job_ids)
+                size, job_ids = 0, []
+        if job_ids or not run.created:
+            await self._flush(pipe, run, job_ids)
         return count
 
-    async def _flush(self, pipe: Any, run: _Run) -> None:
-        pipe.publish(self.keys.wake_channel, run.run_id)
+    async def _flush(self, pipe: Any, run: _Run, job_ids: list[str]) -> None:
+        """Send the pipeline, with a wake-up that names its jobs (see app.wakeup)."""
+        if job_ids:
+            pipe.publish(self.keys.wake_channel, " ".join(job_ids))
         await pipe.execute()
+        run.created = True
 
     def _add_job(self, pipe: Any, run: _Run, chunk: Chunk) -> int:
         parts = codec.encode_chunk(chunk.values, chunk.offset)
@@ -274,15 +281,18 @@ class Client:
             run.accept(entry)
 
     async def _receive(self, run: _Run, wait_s: float) -> list[bytes]:
-        """Wait for partials in the run's inbox (BLPOP), then take all that are there."""
+        """Take all partials in the run's inbox; if there are none, wait for one (BLPOP).
+
+        Taking first means that a partial arriving alone (the last one, say) is handed over
+        by the BLPOP already waiting for it, with no round trip after it.
+        """
         inbox = self.keys.inbox(run.run_id)
+        if taken := await cast(Awaitable[list[bytes] | None], self.redis.lpop(inbox, MAX_DRAIN)):
+            return taken
         # Redis >= 6 takes fractional BLPOP timeouts; redis-py's annotation says int
         timeout_s: Any = max(wait_s, 0.01)
         popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
-        if popped is None:
-            return []
-        rest = await cast(Awaitable[list[bytes] | None], self.redis.lpop(inbox, MAX_DRAIN))
-        return [popped[1], *(rest or [])]
+        return [] if popped is None else [popped[1]]
 
     async def _back_off(self, run: _Run, exc: Exception) -> None:
         """Wait a little while Redis is unreachable; give up after RECONNECT_S."""

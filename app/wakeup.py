@@ -3,10 +3,11 @@
 arq's worker loop reads the queue (``ZRANGEBYSCORE``) and then sleeps ``poll_delay``. A
 short delay means prompt pick-up but hundreds of Redis commands per second per idle
 worker; a long one means latency. chunksum gets both: submitters ``PUBLISH`` on
-``<prefix>:wake`` after each enqueue, and each worker's queue read, when it finds nothing
-new, waits for that message (or ``worker_poll_s``, a fallback for delayed retries) before
-reading again. An idle worker costs one queue read per ``worker_poll_s`` and picks up a
-new job within a round trip or two of its publication.
+``<prefix>:wake`` after each enqueue, naming the jobs, and each worker's queue read, when
+it finds nothing new, waits for that message (or ``worker_poll_s``, a fallback for delayed
+retries and expired leases), then hands arq the named jobs without reading the queue. An
+idle worker costs one queue read per ``worker_poll_s`` and starts claiming a new job as
+soon as the message arrives.
 
 arq's worker can't be subclassed from its CLI (``arq app.worker.WorkerSettings``), so the
 waker wraps the queue read of the worker's own Redis client in ``on_startup``.
@@ -36,6 +37,7 @@ class QueueWaker:
         self._read = redis.zrangebyscore
         self._woken = asyncio.Event()
         self._last: list[bytes] = []
+        self._announced: list[bytes] = []  # job ids named by wake-ups since the last read
         self._backoff_s = 0.0  # > 0 while Redis is unreachable
         self._listener: asyncio.Task[None] | None = None
 
@@ -58,7 +60,10 @@ class QueueWaker:
         if name != self.keys.queue:
             other: list[bytes] = await self._read(name, *args, **kwargs)
             return other
-        self._woken.clear()  # before the read, so a wake-up during it is not lost
+        # cleared before the read, so a wake-up during it is not lost; the read itself sees
+        # every job announced so far
+        self._woken.clear()
+        self._announced.clear()
         job_ids = await self._read_or_back_off(name, *args, **kwargs)
         if job_ids and job_ids != self._last:
             self._last = job_ids
@@ -68,7 +73,8 @@ class QueueWaker:
             await asyncio.wait_for(self._woken.wait(), self.idle_s)
         except TimeoutError:
             return job_ids
-        self._last = await self._read_or_back_off(name, *args, **kwargs)
+        # the wake-up names its jobs: no need to read them (arq's claim checks each one)
+        self._last = self._announced[:] or await self._read_or_back_off(name, *args, **kwargs)
         return _rotated(self._last)
 
     async def _read_or_back_off(self, name: str, *args: Any, **kwargs: Any) -> list[bytes]:
@@ -107,6 +113,8 @@ class QueueWaker:
                 # channel was down were lost, so read the queue again only now, when no later
                 # one can be lost (waking before resubscribing would miss those in between)
                 if message is not None:
+                    if message["type"] == "message":
+                        self._announced.extend(message["data"].split())
                     self._woken.set()
 
 

@@ -1,4 +1,9 @@
-"""Worker settings: ``arq app.worker.WorkerSettings`` (the Procfile) or ``chunksum worker``."""
+"""Worker settings, for ``chunksum worker`` (the Procfile) and ``arq app.worker.WorkerSettings``.
+
+``chunksum worker`` runs them in :class:`app.claims.ChunksumWorker`, which claims jobs a
+batch per round trip; arq's own CLI can only run its plain ``Worker`` with them, which
+claims one job per four round trips. Both kinds can serve one queue together.
+"""
 
 from typing import Any
 
@@ -13,7 +18,8 @@ from app.settings import Settings
 from app.wakeup import QueueWaker
 from jobs.chunks import sum_chunk
 
-# How often arq's loop runs when it isn't waiting in the queue read (see app.wakeup).
+# How often a plain arq worker's loop runs when it isn't waiting in the queue read (see
+# app.wakeup); ChunksumWorker doesn't pause.
 LOOP_DELAY_S = 0.005
 ARQ_MAX_TRIES = 20
 # On SIGTERM/SIGINT a worker stops taking jobs and lets running chunks finish this long.
@@ -33,7 +39,7 @@ async def job_start(ctx: dict[str, Any]) -> None:
     """Take a lease on the job, so that if this worker dies another takes it soon (app.lease)."""
     settings: Settings = ctx["settings"]
     ctx["lease"] = lease = Lease(ctx["redis"], ctx["job_id"], lease_s=settings.lease_s)
-    await lease.start()
+    lease.start()
 
 
 async def job_end(ctx: dict[str, Any]) -> None:

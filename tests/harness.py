@@ -12,6 +12,7 @@ from typing import Any, cast
 from arq.connections import ArqRedis
 from arq.worker import Worker
 
+from app.claims import ChunksumWorker
 from app.keys import Keys
 from app.settings import Settings
 from app.worker import worker_settings
@@ -28,9 +29,15 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Worker]:
-    """Run an in-process arq worker with chunksum's settings until the block exits."""
-    worker = Worker(**{**worker_settings(settings), "handle_signals": False, **options})
+async def running_worker(
+    settings: Settings, worker_class: type[Worker] = ChunksumWorker, **options: Any
+) -> AsyncIterator[Worker]:
+    """Run an in-process worker with chunksum's settings until the block exits.
+
+    Args:
+        worker_class: ``arq.worker.Worker`` for what ``arq app.worker.WorkerSettings`` runs.
+    """
+    worker = worker_class(**{**worker_settings(settings), "handle_signals": False, **options})
     task = asyncio.create_task(worker.async_run())
     try:
         yield worker

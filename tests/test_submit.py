@@ -1,6 +1,7 @@
 """End-to-end submits against a real Redis and a real (in-process) arq worker."""
 
 import asyncio
+import contextlib
 import math
 import random
 import subprocess
@@ -45,6 +46,19 @@ async def run_keys(redis: ArqRedis, settings: Settings) -> list[str]:
     return sorted(key.decode() for key in found if not key.endswith(b":health-check"))
 
 
+async def settled_keys(redis: ArqRedis, settings: Settings, expected: list[str]) -> list[str]:
+    """Return :func:`run_keys` once it is ``expected``, or after 5 s.
+
+    A submit returns as soon as the last partial is in; the worker's arq then deletes that
+    job's keys a moment later.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            while await run_keys(redis, settings) != expected:  # noqa: ASYNC110  # Redis state
+                await asyncio.sleep(0.01)
+    return await run_keys(redis, settings)
+
+
 async def test_classic_example_stores_the_total(
     client: Client, redis: ArqRedis, worker: Worker
 ) -> None:
@@ -63,7 +77,8 @@ async def test_nothing_but_the_run_hash_is_left(
 ) -> None:
     """After a run only its hash remains: no partials, inbox or arq job keys."""
     result = await client.submit(list(range(1000)), chunks=10, timeout=30)
-    assert await run_keys(redis, settings) == [client.keys.run(result.run_id)]
+    expected = [client.keys.run(result.run_id)]
+    assert await settled_keys(redis, settings, expected) == expected
     assert await redis.ttl(client.keys.run(result.run_id)) > 0
 
 
@@ -166,22 +181,38 @@ async def test_timeout_without_workers_cleans_up(
 async def test_bad_item_late_in_a_stream_fails_the_run(
     client: Client, redis: ArqRedis, worker: Worker, settings: Settings
 ) -> None:
-    """A non-number deep in a generator fails the run with its position; no total is written."""
+    """A non-number deep in a generator, past the first jobs sent, fails the run with its
+    position; no total is written."""
+    late = settings.max_in_flight * 100 + 50  # in the second batch of 100-number chunks
+
+    def numbers() -> Iterator[object]:
+        yield from range(late)
+        yield "oops"
+
+    with pytest.raises(InvalidNumberError, match=f"item {late}") as caught:
+        await client.submit(numbers(), chunk_size=100, timeout=30)
+    assert caught.value.position == late
+    runs = await redis.keys(client.keys.run("*"))
+    assert len(runs) == 1
+    stored = await read_hash(redis, runs[0].decode())
+    assert stored[b"status"] == b"failed"
+    assert f"item {late}".encode() in stored[b"error"]
+    assert b"total" not in stored
+    assert await settled_keys(redis, settings, [runs[0].decode()]) == [runs[0].decode()]
+
+
+async def test_bad_item_in_the_first_batch_writes_nothing(
+    client: Client, redis: ArqRedis, settings: Settings
+) -> None:
+    """A non-number found before any job was sent leaves nothing at all in Redis."""
 
     def numbers() -> Iterator[object]:
         yield from range(1000)
         yield "oops"
 
-    with pytest.raises(InvalidNumberError, match="item 1000") as caught:
+    with pytest.raises(InvalidNumberError, match="item 1000"):
         await client.submit(numbers(), chunk_size=100, timeout=30)
-    assert caught.value.position == 1000
-    runs = await redis.keys(client.keys.run("*"))
-    assert len(runs) == 1
-    stored = await read_hash(redis, runs[0].decode())
-    assert stored[b"status"] == b"failed"
-    assert b"item 1000" in stored[b"error"]
-    assert b"total" not in stored
-    assert await run_keys(redis, settings) == [runs[0].decode()]
+    assert await run_keys(redis, settings) == []
 
 
 @pytest.mark.parametrize(

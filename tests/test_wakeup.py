@@ -145,18 +145,53 @@ async def test_new_job_ids_are_returned_at_once(
         assert sorted(await read_queue(redis, keys)) == [b"job-1", b"job-2"]
 
 
+async def waiting_read(redis: ArqRedis, keys: Keys) -> asyncio.Task[list[bytes]]:
+    """Start a queue read; return once it has read the queue and waits for a wake-up."""
+    before = await command_calls(redis, "zrangebyscore")
+    reading = asyncio.create_task(read_queue(redis, keys))
+
+    async def has_read() -> bool:
+        return await command_calls(redis, "zrangebyscore") > before
+
+    await wait_until(has_read)
+    return reading
+
+
 async def test_read_with_nothing_new_waits_for_a_wake_up(
     redis: ArqRedis, keys: Keys, waker: QueueWaker
 ) -> None:
-    """A queue read with nothing new waits, and a PUBLISH on the wake channel ends the wait."""
+    """A queue read with nothing new waits, and a PUBLISH on the wake channel ends the wait
+    with the jobs it names."""
     await redis.zadd(keys.queue, {"job-1": 1})
     assert await read_queue(redis, keys) == [b"job-1"]
-    reading = asyncio.create_task(read_queue(redis, keys))  # job-1 again: nothing new
+    reading = await waiting_read(redis, keys)  # job-1 again: nothing new
     async with redis.pipeline(transaction=False) as pipe:  # as the client enqueues
-        pipe.zadd(keys.queue, {"job-2": 2})
-        pipe.publish(keys.wake_channel, "run")
+        pipe.zadd(keys.queue, {"job-2": 2, "job-3": 3})
+        pipe.publish(keys.wake_channel, "job-2 job-3")
         await pipe.execute()
-    assert sorted(await asyncio.wait_for(reading, 2)) == [b"job-1", b"job-2"]
+    assert sorted(await asyncio.wait_for(reading, 2)) == [b"job-2", b"job-3"]
+
+
+async def test_wake_up_hands_over_its_jobs_without_a_queue_read(
+    redis: ArqRedis, keys: Keys, waker: QueueWaker
+) -> None:
+    """The jobs a wake-up names are returned as they are: the queue is not read again
+    (arq's claim checks each job against the queue)."""
+    reading = await waiting_read(redis, keys)  # an empty queue: waits
+    reads = await command_calls(redis, "zrangebyscore")
+    await redis.publish(keys.wake_channel, "named-1 named-2")  # not in the queue at all
+    assert sorted(await asyncio.wait_for(reading, 2)) == [b"named-1", b"named-2"]
+    assert await command_calls(redis, "zrangebyscore") == reads
+
+
+async def test_wake_up_without_names_reads_the_queue(
+    redis: ArqRedis, keys: Keys, waker: QueueWaker
+) -> None:
+    """A wake-up that names no jobs (e.g. a resubscription) makes the waiting read read again."""
+    reading = await waiting_read(redis, keys)
+    await redis.zadd(keys.queue, {"job-1": 1})
+    await redis.publish(keys.wake_channel, "")
+    assert await asyncio.wait_for(reading, 2) == [b"job-1"]
 
 
 async def test_read_with_nothing_new_falls_back_after_idle_s(redis: ArqRedis, keys: Keys) -> None:

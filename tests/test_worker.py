@@ -81,8 +81,9 @@ async def next_wake_run_id(pubsub: Any) -> str:
     async with asyncio.timeout(5):
         while (message := await pubsub.get_message(timeout=None)) is None:
             pass
-    data: bytes = message["data"]
-    return data.decode()
+    first_job, *_ = message["data"].decode().split()  # the wake-up names the queued jobs
+    run_id: str = first_job.rsplit(":", 1)[0]
+    return run_id
 
 
 @pytest.fixture

@@ -1,0 +1,127 @@
+"""Batched claims: ChunksumWorker claims what arq would, a batch per round trip."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import Worker
+
+from app.claims import CLAIM_BATCH, ChunksumWorker
+from app.keys import Keys, arq_in_progress_key, job_id
+from app.settings import Settings
+from app.submit import Client
+from app.worker import worker_settings
+from tests.harness import running_worker
+
+
+def now_ms() -> int:
+    """Return the time in milliseconds, arq's queue score."""
+    return int(time.time() * 1000)
+
+
+@pytest.fixture
+async def claimer(settings: Settings, redis: ArqRedis) -> AsyncIterator[ChunksumWorker]:
+    """A 3-slot ChunksumWorker whose loop doesn't run (tests call start_jobs) and whose
+    claimed jobs hold their slots until the test ends."""
+    worker = ChunksumWorker(
+        **{**worker_settings(replace(settings, worker_max_jobs=3)), "redis_pool": redis},
+        handle_signals=False,
+    )
+    release = asyncio.Event()
+
+    async def hold(job_id: str, score: int) -> None:
+        await release.wait()
+
+    worker.run_job = hold  # type: ignore[method-assign]
+    yield worker
+    release.set()
+    if worker.tasks:
+        await asyncio.wait(worker.tasks.values(), timeout=5)
+
+
+async def test_claims_due_jobs_that_no_one_holds(
+    claimer: ChunksumWorker, redis: ArqRedis, settings: Settings
+) -> None:
+    """Of a running, a deferred, a vanished and a free job, only the free one is claimed,
+    with the lease's expiry rather than arq's job timeout."""
+    queue = Keys(settings.key_prefix).queue
+    await redis.zadd(queue, {"free": now_ms(), "running": now_ms(), "later": now_ms() + 60_000})
+    await redis.psetex(arq_in_progress_key("running"), 60_000, b"1")
+    await claimer.start_jobs([b"running", b"later", b"gone", b"free"])
+    assert set(claimer.tasks) == {"free"}
+    assert claimer.job_counter == 1  # the slots of the three not claimed were given back
+    assert 0 < await redis.pttl(arq_in_progress_key("free")) <= settings.lease_s * 1000
+    assert 60_000 - 1000 < await redis.pttl(arq_in_progress_key("running")) <= 60_000
+    assert not await redis.exists(arq_in_progress_key("later"))
+    assert not await redis.exists(arq_in_progress_key("gone"))
+
+
+async def test_claims_no_more_than_free_slots(
+    claimer: ChunksumWorker, redis: ArqRedis, settings: Settings
+) -> None:
+    """Five due jobs and three slots: three are claimed, two are left for other workers."""
+    queue = Keys(settings.key_prefix).queue
+    ids = [f"job-{n}" for n in range(5)]
+    await redis.zadd(queue, dict.fromkeys(ids, now_ms()))
+    await claimer.start_jobs([job.encode() for job in ids])
+    claimed = [job for job in ids if await redis.exists(arq_in_progress_key(job))]
+    assert sorted(claimer.tasks) == claimed
+    assert len(claimed) == claimer.job_counter == 3
+
+
+async def test_claim_runs_on_a_lease_from_the_start(
+    settings: Settings, redis: ArqRedis, client: Client
+) -> None:
+    """A claimed chunk's in-progress key lives one lease, never arq's job timeout + 10 s."""
+    settings = replace(settings, lease_s=2.0)
+    async with running_worker(settings):
+        submit = asyncio.create_task(client.submit(range(10), chunks=1, simulate_io_s=0.5))
+        async with asyncio.timeout(10):
+            while not (runs := await redis.keys(client.keys.run("*"))):  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            key = arq_in_progress_key(job_id(runs[0].decode().rsplit(":", 1)[1], 0))
+            while (ttl := await redis.pttl(key)) < 0:  # noqa: ASYNC110  # Redis state
+                await asyncio.sleep(0.001)
+        assert 0 < ttl <= 2000
+        assert (await submit).total == 45
+
+
+@pytest.mark.timeout(60)
+async def test_shares_a_queue_with_plain_arq_workers(
+    settings: Settings, redis: ArqRedis, client: Client
+) -> None:
+    """A ChunksumWorker and a plain arq worker on one queue run each chunk exactly once."""
+    async with (
+        running_worker(settings) as batched,
+        running_worker(settings, worker_class=Worker) as plain,
+    ):
+        result = await client.submit(range(100_000), chunks=20 * CLAIM_BATCH, timeout=30)
+        async with asyncio.timeout(10):  # arq counts a job after its partial is in
+            while batched.jobs_complete + plain.jobs_complete < result.chunks:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    assert result.total == sum(range(100_000))
+    assert batched.jobs_complete + plain.jobs_complete == result.chunks
+    assert batched.jobs_retried == plain.jobs_retried == 0
+
+
+async def test_a_full_worker_waits_for_a_slot_instead_of_spinning(
+    settings: Settings, client: Client
+) -> None:
+    """With every slot busy, the worker's loop pauses until a job ends (no 0 s poll spin)."""
+    settings = replace(settings, worker_max_jobs=1)
+    async with running_worker(settings) as worker:
+        passes = 0
+        heart_beat = worker.heart_beat
+
+        async def counted() -> None:
+            nonlocal passes
+            passes += 1
+            await heart_beat()
+
+        worker.heart_beat = counted  # type: ignore[method-assign]  # arq beats once a pass
+        result = await client.submit(range(10), chunks=2, simulate_io_s=0.5, timeout=30)
+    assert result.total == 45
+    assert passes < 20  # spinning for the 1 s that the worker is full would be thousands
