@@ -1,5 +1,6 @@
 """chunksum: exact, distributed sums on arq workers, with totals stored in Redis."""
 
+from app.allocator import tune_allocator
 from app.errors import (
     ChunkingError,
     ChunksumError,
@@ -33,4 +34,5 @@ __all__ = [
     "WaitTimeoutError",
     "submit",
     "submit_sync",
+    "tune_allocator",
 ]

@@ -192,6 +192,7 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
         )
         return result.total
 
+    repeat *= workload.runs_per_repeat
     timing = await measure(run, lambda total: same(total, workload.expected), repeat=repeat)
     extra: dict[str, float] = {"numbers": workload.count, "chunks": workload.chunks}
     if io_s:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from app.allocator import tune_allocator
 from app.chunking import Numbers
 from app.errors import ChunksumError, SettingsError
 from app.exact import total_text
@@ -35,6 +36,7 @@ _JSON_INT_BITS = 14_000  # 10**4214 < 2**14000 < 10**4215: within the 4300-digit
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run one command, and return its exit status."""
     args = _parser().parse_args(argv)
+    tune_allocator()
     try:
         settings = Settings.from_env()
         if args.redis_url is not None:
