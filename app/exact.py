@@ -178,8 +178,9 @@ def _bin_by_exponent(
     """
     bits = values.view(np.int64)
     fields = (bits >> 52) & 0x7FF
-    mantissas = (bits & _FRACTION) | ((fields != 0).astype(np.int64) << 52)
-    mantissas = np.where(bits < 0, -mantissas, mantissas)
+    mantissas = (bits & _FRACTION) | (np.minimum(fields, 1) << 52)  # the implicit bit
+    signs = bits >> 63  # 0, or -1 (all ones) for a negative value
+    mantissas = (mantissas ^ signs) - signs  # negated where negative, with no branch
     fields = np.maximum(fields, 1)
     high += np.bincount(fields, weights=mantissas >> 26, minlength=2048).astype(np.int64)
     low += np.bincount(fields, weights=mantissas & _LOW26, minlength=2048).astype(np.int64)
