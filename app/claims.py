@@ -24,6 +24,7 @@ from app.settings import Settings
 # woken first doesn't take every chunk of a short run while the others watch.
 CLAIM_BATCH = 8
 FULL_WAIT_S = 1.0  # longest a full worker waits for a free slot before arq's housekeeping
+LEASED_AT_CLAIM = "chunksum_leased_at_claim"  # in a worker's ctx: its claims set the lease
 
 # KEYS: the queue, then each job's in-progress key; ARGV: now (ms), expiry (ms), job ids.
 # Claims the jobs that are due and not already running; returns [id, score, id, score...].
@@ -52,6 +53,7 @@ class ChunksumWorker(Worker):
         # claimed with a lease's expiry, not arq's job timeout + 10 s: a worker killed before
         # the job's lease starts renewing (app.lease) loses the job as soon
         self._lease_ms = int(settings.lease_s * 1000)
+        self.ctx[LEASED_AT_CLAIM] = True  # so the job's lease needn't shorten the expiry
         # No pause between queue reads: an idle read waits for a wake-up (app.wakeup), and a
         # full worker waits for a free slot (below). arq's pause would delay each pick-up.
         self.poll_delay_s = 0.0

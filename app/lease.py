@@ -36,12 +36,14 @@ class Lease:
         self.every_s = lease_s / RENEWALS_PER_LEASE
         self._renewing: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Start renewing: now (shortening arq's expiry to one lease), then every lease/3.
+    def start(self, *, leased: bool) -> None:
+        """Start renewing the key every lease/3, in the background.
 
-        The job doesn't wait for the first renewal's round trip.
+        Args:
+            leased: whether the key already runs on a lease (ChunksumWorker claims on one);
+                if not, the first renewal, at once, shortens arq's expiry to one lease.
         """
-        self._renewing = asyncio.create_task(self._renew())
+        self._renewing = asyncio.create_task(self._renew(first_s=self.every_s if leased else 0))
 
     async def stop(self) -> None:
         """Stop renewing (arq deletes the key as it finishes the job)."""
@@ -50,7 +52,8 @@ class Lease:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewing
 
-    async def _renew(self) -> None:
+    async def _renew(self, first_s: float) -> None:
+        await asyncio.sleep(first_s)
         while True:
             try:
                 await self.redis.pexpire(self.key, self.lease_ms)  # never creates a gone key

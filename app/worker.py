@@ -10,6 +10,7 @@ from typing import Any
 from arq.worker import func
 
 from app import codec
+from app.claims import LEASED_AT_CLAIM
 from app.connection import redis_settings
 from app.keys import SUM_CHUNK_JOB, Keys
 from app.lease import Lease
@@ -39,7 +40,7 @@ async def job_start(ctx: dict[str, Any]) -> None:
     """Take a lease on the job, so that if this worker dies another takes it soon (app.lease)."""
     settings: Settings = ctx["settings"]
     ctx["lease"] = lease = Lease(ctx["redis"], ctx["job_id"], lease_s=settings.lease_s)
-    lease.start()
+    lease.start(leased=ctx.get(LEASED_AT_CLAIM, False))
 
 
 async def job_end(ctx: dict[str, Any]) -> None:
