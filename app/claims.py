@@ -17,7 +17,9 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
 
-from app.keys import arq_in_progress_key
+from app import codec
+from app.keys import arq_in_progress_key, chunk_of
+from app.runs import RunStore
 from app.settings import Settings
 
 # Jobs claimed per round trip: enough to fill a worker quickly, few enough that one worker
@@ -103,6 +105,24 @@ class ChunksumWorker(Worker):
             self.job_counter += 1
             slots += 1
         return slots
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """Finish a job arq gave up on without running it, and fail its chunk's run.
+
+        arq drops a job whose record expired or can't be decoded, or that ran out of tries
+        (a worker killed under it every time), with nothing but a log line: the run would
+        wait for that chunk until its timeout, or for ever.
+        """
+        await super().finish_failed_job(job_id, result_data)
+        if (chunk := chunk_of(job_id)) is None:
+            return
+        run_id, index = chunk
+        reason = "no reason given"
+        with contextlib.suppress(Exception):  # arq's result record, msgpack-encoded by codec
+            reason = str(codec.loads(result_data or b"")["r"])
+        message = f"chunk {index} was given up by arq without being summed: {reason}"
+        runs: RunStore = self.ctx["runs"]
+        await runs.fail_chunk(run_id, index, message)
 
     def _start(self, job_id: str, score: int) -> None:
         task = self.loop.create_task(self.run_job(job_id, score))

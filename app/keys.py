@@ -67,6 +67,14 @@ def job_id(run_id: str, index: int) -> str:
     return f"{run_id}:{index}"
 
 
+def chunk_of(arq_job_id: str) -> tuple[str, int] | None:
+    """Return (run id, chunk index) from a :func:`job_id`, or None for another job's id."""
+    run_id, _, index = arq_job_id.rpartition(":")
+    if not run_id or not index.isdigit() or not index.isascii():
+        return None
+    return run_id, int(index)
+
+
 def job_pattern(run_id: str) -> str:
     """Return a pattern that matches the job ids of every chunk of a run."""
     return f"{run_id}:*"

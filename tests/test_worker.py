@@ -13,11 +13,13 @@ from typing import Any, cast
 import numpy as np
 import pytest
 from arq.connections import ArqRedis
+from arq.constants import retry_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Worker
 
 import app.worker
 from app import codec
+from app.claims import ChunksumWorker
 from app.errors import PayloadError, RunFailedError
 from app.exact import ExactSum
 from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
@@ -60,7 +62,7 @@ async def enqueue_raw(redis: ArqRedis, keys: Keys, arq_job_id: str, data: bytes)
 
 async def run_burst(settings: Settings) -> Worker:
     """Run an in-process worker until the queue is empty, then close it."""
-    worker = Worker(
+    worker = ChunksumWorker(
         **{**worker_settings(settings), "burst": True, "poll_delay": 0, "handle_signals": False}
     )
     try:
@@ -118,6 +120,53 @@ async def test_corrupt_payload_fails_the_run(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [(b"\xc1 not msgpack", "unable to deserialize job"), (None, "job expired")],
+    ids=["undecodable", "expired"],
+)
+async def test_job_arq_gives_up_on_fails_its_run(
+    settings: Settings,
+    redis: ArqRedis,
+    keys: Keys,
+    runs: RunStore,
+    record: bytes | None,
+    reason: str,
+) -> None:
+    """A chunk job arq drops unrun (its record undecodable, or gone) fails the run, naming the
+    chunk, instead of leaving it to wait for that chunk for ever."""
+    run_id = uuid.uuid4().hex
+    await runs.create(run_id, chunks=2)
+    if record is None:
+        await redis.zadd(keys.queue, {job_id(run_id, 1): now_ms()})
+    else:
+        await enqueue_raw(redis, keys, job_id(run_id, 1), record)
+    worker = await run_burst(settings)
+    assert worker.jobs_failed == 1
+    status = await runs.read(run_id)
+    assert status.status == "failed"
+    assert status.error is not None
+    assert "chunk 1 was given up by arq" in status.error
+    assert reason in status.error
+
+
+async def test_chunk_out_of_arq_tries_fails_its_run(
+    settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore
+) -> None:
+    """A chunk whose workers died under it ARQ_MAX_TRIES times fails its run when arq drops it."""
+    run_id = uuid.uuid4().hex
+    await runs.create(run_id, chunks=1)
+    chunk = job_id(run_id, 0)
+    await enqueue_raw(redis, keys, chunk, chunk_job(run_id, 0, codec.encode_chunk([1, 2], 0)))
+    await redis.set(retry_key_prefix + chunk, app.worker.ARQ_MAX_TRIES)  # each death took a try
+    worker = await run_burst(settings)
+    assert (worker.jobs_complete, worker.jobs_failed) == (0, 1)
+    status = await runs.read(run_id)
+    assert status.status == "failed"
+    assert status.error is not None
+    assert f"max {app.worker.ARQ_MAX_TRIES} retries exceeded" in status.error
+
+
 async def test_submit_waiting_on_a_corrupt_chunk_raises(
     settings: Settings, redis: ArqRedis, client: Client, keys: Keys, runs: RunStore
 ) -> None:
