@@ -49,6 +49,9 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
             "redis://localhost:6379/0, rediss://user:password@host:6380/0 or unix:///path/redis.sock"
         ) from exc
     connection_class = opts.get("connection_class")
+    cert_reqs = opts.get("ssl_cert_reqs", "required")
+    # a verified certificate must name the host too, unless ?ssl_check_hostname=false
+    check_hostname = connection_class is SSLConnection and cert_reqs != "none"
     return RedisSettings(
         host=opts.get("host", "localhost"),
         port=int(opts.get("port", 6379)),
@@ -60,8 +63,8 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
         password=opts.get("password"),
         ssl=connection_class is SSLConnection,
         ssl_ca_certs=settings.redis_ca_file or opts.get("ssl_ca_certs"),
-        ssl_cert_reqs=opts.get("ssl_cert_reqs", "required"),
-        ssl_check_hostname=bool(opts.get("ssl_check_hostname", False)),
+        ssl_cert_reqs=cert_reqs,
+        ssl_check_hostname=bool(opts.get("ssl_check_hostname", check_hostname)),
         conn_timeout=5,
         conn_retries=conn_retries,
         conn_retry_delay=1,

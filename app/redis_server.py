@@ -44,11 +44,19 @@ class RedisServer:
     Args:
         port: listen on 127.0.0.1:port as well as on the socket (tests that need TCP).
         extra_args: more ``redis-server`` options, e.g. ``["--appendonly", "yes"]``.
+        executable: the ``redis-server`` to run; default :func:`find_redis_server`'s.
     """
 
-    def __init__(self, *, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        executable: str | None = None,
+    ) -> None:
         self.port = port
         self.extra_args = extra_args
+        self.executable = executable
         self._dir = Path(tempfile.mkdtemp(prefix="chunksum-redis-"))
         self.socket_path = self._dir / "redis.sock"
         self._process: subprocess.Popen[bytes] | None = None
@@ -63,7 +71,7 @@ class RedisServer:
     def start(self) -> None:
         """Start the server and wait until it answers PING."""
         command = [
-            find_redis_server(),
+            self.executable or find_redis_server(),
             *("--port", str(self.port or 0), "--bind", "127.0.0.1"),
             *("--unixsocket", str(self.socket_path), "--unixsocketperm", "700"),
             *("--save", "", "--appendonly", "no", "--dir", str(self._dir)),
