@@ -14,6 +14,7 @@ key                             type    holds
 ``<prefix>:run:<run id>``       hash    the run: status, total, counts, timestamps, error
 ``<prefix>:partials:<run id>``  hash    chunk index -> exact partial sum (idempotence)
 ``<prefix>:inbox:<run id>``     list    partials (and chunk failures) for the submitter
+``<prefix>:sender:<run id>``    string  the submitter's lease, while it still enqueues
 ==============================  ======  ==============================================
 """
 
@@ -53,13 +54,17 @@ class Keys:
         """Return the list through which workers push partials to the submitter."""
         return f"{self.prefix}:inbox:{run_id}"
 
+    def sender(self, run_id: str) -> str:
+        """Return the key a submitter keeps alive (a lease) while it still enqueues chunks."""
+        return f"{self.prefix}:sender:{run_id}"
+
     def ended_channel(self, run_id: str) -> str:
         """Return the pub/sub channel on which a run's end is announced (for `chunksum wait`)."""
         return f"{self.prefix}:ended:{run_id}"
 
-    def run_keys(self, run_id: str) -> tuple[str, str, str]:
-        """Return (run hash, partials hash, inbox list), in the order the Lua scripts take."""
-        return self.run(run_id), self.partials(run_id), self.inbox(run_id)
+    def run_keys(self, run_id: str) -> tuple[str, str, str, str]:
+        """Return (run hash, partials hash, inbox list, sender lease): the Lua scripts' KEYS."""
+        return self.run(run_id), self.partials(run_id), self.inbox(run_id), self.sender(run_id)
 
 
 def job_id(run_id: str, index: int) -> str:

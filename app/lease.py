@@ -20,18 +20,17 @@ import logging
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from app.keys import arq_in_progress_key
-
 logger = logging.getLogger(__name__)
 RENEWALS_PER_LEASE = 3
 
 
 class Lease:
-    """Hold arq's in-progress key of a running job for ``lease_s`` at a time, renewing it."""
+    """Hold ``key`` for ``lease_s`` at a time, renewing it: a running job's arq in-progress
+    key, or a submitter's sender key (app.submit)."""
 
-    def __init__(self, redis: Redis, job_id: str, *, lease_s: float) -> None:
+    def __init__(self, redis: Redis, key: str, *, lease_s: float) -> None:
         self.redis = redis
-        self.key = arq_in_progress_key(job_id)
+        self.key = key
         self.lease_ms = int(lease_s * 1000)
         self.every_s = lease_s / RENEWALS_PER_LEASE
         self._renewing: asyncio.Task[None] | None = None
@@ -41,12 +40,12 @@ class Lease:
 
         Args:
             leased: whether the key already runs on a lease (ChunksumWorker claims on one);
-                if not, the first renewal, at once, shortens arq's expiry to one lease.
+                if not, the first renewal, at once, shortens its expiry to one lease.
         """
         self._renewing = asyncio.create_task(self._renew(first_s=self.every_s if leased else 0))
 
     async def stop(self) -> None:
-        """Stop renewing (arq deletes the key as it finishes the job)."""
+        """Stop renewing (the key's owner deletes it, or lets it lapse)."""
         if self._renewing is not None:
             self._renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,10 +2,15 @@
 
 Status moves ``queued -> running -> done``, or to ``failed``/``cancelled`` from either
 active state. Only an active run accepts partials, and only once per chunk index, so a
-chunk run twice (a retry, a duplicate delivery) never counts twice; the total is written
-once, by the submitter, after every chunk's partial has arrived.
+chunk run twice (a retry, a duplicate delivery) never counts twice. The total is written
+once, after every chunk's partial has arrived: by the submitter, or by the worker that
+records the last partial of a *sealed* run (one whose jobs are all enqueued), whichever
+comes first, so that a run outlives its submitter. While a run is not yet sealed, its
+submitter holds a lease (``<prefix>:sender:<run id>``); if that lapses, the run is
+abandoned (failed, its queued jobs removed) by the next worker or reader to notice.
 """
 
+import enum
 import math
 import time
 from collections.abc import Awaitable
@@ -20,6 +25,9 @@ from app.exact import ExactSum, parse_total, total_text
 from app.keys import Keys, arq_job_key, job_id, job_pattern
 
 ACTIVE = ("queued", "running")
+# The inbox entry a worker leaves on finalising a run: its partials are gone from the inbox
+# then, and its submitter, if still waiting, reads the total from the run hash instead.
+FINALISED = codec.dumps(["finalised"])
 
 # Lists vanish when drained and hashes are created by their first field, so every write
 # (re)sets the expiry: a run whose submitter died can't leave keys behind for good.
@@ -30,7 +38,8 @@ local function expire(key)
 end
 """
 
-# KEYS: run, partials, inbox. ARGV: ttl, chunk index, inbox entry, now.
+# KEYS: run, partials, inbox, sender. ARGV: ttl, chunk index, inbox entry, now.
+# Returns a Recorded value: the run's 'enqueued' field is set once every job is enqueued.
 _RECORD = (
     _EXPIRE
     + """
@@ -38,17 +47,34 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return 0 end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[3], ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'done_chunks', 1)
+local done = redis.call('HINCRBY', KEYS[1], 'done_chunks', 1)
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4])
 end
 expire(KEYS[2])
 expire(KEYS[3])
+local enqueued = redis.call('HGET', KEYS[1], 'enqueued')
+if enqueued then
+  if done == tonumber(enqueued) then return 2 end
+elseif redis.call('EXISTS', KEYS[4]) == 0 then
+  return 3
+end
 return 1
 """
 )
 
-# KEYS: run, partials, inbox. ARGV: ttl, new status, now, inbox entry ('' for none), ended
+# KEYS: run, partials, inbox, sender. ARGV: chunks enqueued, numbers in them. Marks an active
+# run's jobs all enqueued (its submitter's lease is no longer needed) and returns its status
+# then, or false.
+_SEAL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return status end
+redis.call('HSET', KEYS[1], 'enqueued', ARGV[1], 'count', ARGV[2])
+redis.call('DEL', KEYS[4])
+return status
+"""
+
+# KEYS: run, partials, inbox, sender. ARGV: ttl, new status, now, inbox entry ('' for none), ended
 # channel, then field/value pairs. Ends an active run: its partials go, the entry (a chunk's
 # failure, a cancellation) is left for the submitter, the run hash stays for the retention
 # time, and waiters hear of it.
@@ -58,7 +84,7 @@ _END = (
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return status or false end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 6))
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 if ARGV[4] ~= '' then
   redis.call('RPUSH', KEYS[3], ARGV[4])
   expire(KEYS[3])
@@ -68,6 +94,15 @@ redis.call('PUBLISH', ARGV[5], ARGV[2])
 return 'ok'
 """
 )
+
+
+class Recorded(enum.IntEnum):
+    """What recording a chunk's partial did (the RECORD script's reply)."""
+
+    NOTHING = 0  # a duplicate, or the run has ended: nothing changed
+    RECORDED = 1
+    LAST = 2  # the last partial of a sealed run: it can be finalised
+    ABANDONED = 3  # recorded, but the submitter's lease lapsed while it was enqueueing
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,25 +151,76 @@ class RunStore:
         self._record = redis.register_script(_RECORD)
         self._end = redis.register_script(_END)
 
-    async def create(self, run_id: str, *, chunks: int | None) -> None:
-        """Store a new queued run."""
+    async def create(self, run_id: str, *, chunks: int, count: int | None = None) -> None:
+        """Store a new queued run, sealed: its ``chunks`` jobs are enqueued (or will be by
+        hand), with ``count`` numbers in them if that is known."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            self.add_create(pipe, run_id, chunks=chunks)
+            self.add_create(pipe, run_id, chunks=chunks, sender_lease_s=None)
+            self.add_seal(pipe, run_id, chunks=chunks, count=count)
             await pipe.execute()
 
-    def add_create(self, pipe: Any, run_id: str, *, chunks: int | None) -> None:
-        """Add the commands that store a new queued run to ``pipe`` (ahead of its jobs)."""
+    def add_create(
+        self, pipe: Any, run_id: str, *, chunks: int | None, sender_lease_s: float | None
+    ) -> None:
+        """Add the commands that store a new queued run to ``pipe`` (ahead of its jobs).
+
+        Args:
+            sender_lease_s: how long the submitter's lease lasts unless renewed; while the
+                run isn't sealed (:meth:`add_seal`), a lapsed lease abandons it.
+        """
         key = self.keys.run(run_id)
         fields = {"status": "queued", "chunks": "" if chunks is None else chunks}
         pipe.hset(key, mapping={**fields, "done_chunks": 0, "created_at": _now()})
         if self.ttl_s is not None:
             pipe.expire(key, math.ceil(self.ttl_s))
+        if sender_lease_s is not None:
+            pipe.set(self.keys.sender(run_id), b"1", px=int(sender_lease_s * 1000))
 
-    async def record(self, run_id: str, index: int, partial: ExactSum) -> bool:
-        """Record chunk ``index``'s partial once; return False for a duplicate or ended run."""
+    def add_seal(self, pipe: Any, run_id: str, *, chunks: int, count: int | None) -> None:
+        """Add to ``pipe`` the mark that all ``chunks`` jobs (``count`` numbers) are enqueued:
+        from then on the run can finish without its submitter (see :meth:`finalise`)."""
+        # EVAL, not a registered script: a pipeline holding one first checks it is loaded,
+        # a round trip of its own; Redis caches the compiled script either way
+        keys = self.keys.run_keys(run_id)
+        pipe.eval(_SEAL, len(keys), *keys, chunks, "" if count is None else count)
+
+    async def record(self, run_id: str, index: int, partial: ExactSum) -> "Recorded":
+        """Record chunk ``index``'s partial once; say what that did (see :class:`Recorded`)."""
         entry = codec.dumps([index, partial.to_wire()])
         args: list[str | int | bytes] = [self._ttl, index, entry, _now()]
-        return bool(await self._record(keys=self.keys.run_keys(run_id), args=args))
+        return Recorded(await self._record(keys=self.keys.run_keys(run_id), args=args))
+
+    async def finalise(self, run_id: str) -> str | None:
+        """Write the total of a sealed run from its stored partials, if it is still active.
+
+        A worker does this on recording the last partial, so that a run whose submitter died
+        after enqueueing still ends (its submitter, if alive, races it to the same total:
+        the total is written once). Returns None, or the status the run already had.
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(self.keys.run(run_id), ["enqueued", "count"])
+            pipe.hvals(self.keys.partials(run_id))
+            (enqueued, count), entries = await pipe.execute()
+        if enqueued is None or len(entries) != int(enqueued):  # ended meanwhile: partials gone
+            return "ended"
+        total = ExactSum()
+        for entry in entries:
+            _, wire = codec.loads(entry)
+            total += ExactSum.from_wire(wire)
+        return await self.finish(
+            run_id, total, count=int(count or 0), chunks=int(enqueued), inbox_entry=FINALISED
+        )
+
+    async def abandon(self, run_id: str) -> str | None:
+        """Fail a run whose submitter's lease lapsed before every job was enqueued, and take
+        its queued jobs off the queue. Returns None, or the status the run already had."""
+        error = (
+            "abandoned: the submitter stopped renewing its lease (CHUNKSUM_SUBMITTER_LEASE_S) "
+            "before it had enqueued every chunk; submit the numbers again"
+        )
+        ended = await self.end(run_id, "failed", error=error)
+        await self.remove_jobs(run_id, await self.queued_indexes(run_id))
+        return ended
 
     async def fail_chunk(self, run_id: str, index: int, message: str) -> None:
         """Fail the run because chunk ``index`` can't be summed, and tell the submitter."""
@@ -154,11 +240,19 @@ class RunStore:
             return None
         return outcome.decode() if outcome else "missing"
 
-    async def finish(self, run_id: str, total: ExactSum, *, count: int, chunks: int) -> str | None:
+    async def finish(
+        self, run_id: str, total: ExactSum, *, count: int, chunks: int, inbox_entry: bytes = b""
+    ) -> str | None:
         """Write the total of a run whose partials have all arrived: once, to an active run."""
         text, kind = total_text(total.value())
         return await self.end(
-            run_id, "done", total=text, total_type=kind, count=count, chunks=chunks
+            run_id,
+            "done",
+            inbox_entry=inbox_entry,
+            total=text,
+            total_type=kind,
+            count=count,
+            chunks=chunks,
         )
 
     async def cancel(self, run_id: str, reason: str) -> str | None:
@@ -197,14 +291,26 @@ class RunStore:
         return [entry for entry in found if entry is not None]
 
     async def read(self, run_id: str) -> RunStatus:
-        """Return the run, or raise RunNotFoundError."""
+        """Return the run, or raise RunNotFoundError.
+
+        A run still being enqueued whose submitter's lease has lapsed is abandoned first (a
+        worker recording a partial does the same): its submitter is gone.
+        """
+        fields = await self._fields(run_id)
+        sending = fields["status"] in ACTIVE and "enqueued" not in fields
+        if sending and not await self.redis.exists(self.keys.sender(run_id)):
+            await self.abandon(run_id)
+            fields = await self._fields(run_id)
+        return RunStatus.from_hash(run_id, fields)
+
+    async def _fields(self, run_id: str) -> dict[str, str]:
         raw = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.keys.run(run_id)))
         if not raw:
             raise RunNotFoundError(
                 f"no run {run_id!r} under key prefix {self.keys.prefix!r}: check the id and "
                 "CHUNKSUM_KEY_PREFIX (finished runs expire after CHUNKSUM_RESULT_TTL_S)"
             )
-        return RunStatus.from_hash(run_id, {k.decode(): v.decode() for k, v in raw.items()})
+        return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 def _now() -> str:

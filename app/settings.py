@@ -28,12 +28,13 @@ class Settings:
     worker_max_jobs: int = 32
     worker_poll_s: float = 1.0
     lease_s: float = 5.0
+    submitter_lease_s: float = 30.0
     max_chunk_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "max_in_flight", "worker_max_jobs", "max_chunk_bytes"):
             _check_positive(name, getattr(self, name))
-        for name in ("job_timeout_s", "worker_poll_s", "lease_s"):
+        for name in ("job_timeout_s", "worker_poll_s", "lease_s", "submitter_lease_s"):
             _check_positive(name, getattr(self, name))
         if self.result_ttl_s is not None:
             _check_positive("result_ttl_s", self.result_ttl_s)
@@ -81,6 +82,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_max_jobs": int,
     "worker_poll_s": float,
     "lease_s": float,
+    "submitter_lease_s": float,
     "max_chunk_bytes": int,
 }
 

@@ -33,6 +33,7 @@ from app.errors import (
 )
 from app.exact import ExactSum
 from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
+from app.lease import Lease
 from app.runs import ACTIVE, RunStatus, RunStore
 from app.settings import Settings
 
@@ -42,6 +43,7 @@ Progress = Callable[[int, int | None], None]
 # BLPOP wakes on a push at once; the slice only bounds how long a dead run goes unnoticed.
 WAIT_SLICE_S = 5.0
 PIPELINE_BYTES = 1 << 20
+FLUSH_AFTER_S = 0.05  # longest an encoded chunk waits in the pipeline for more to come
 MAX_DRAIN = 1000  # inbox entries read per round trip after BLPOP wakes
 RECONNECT_S = 30.0  # how long a submitter rides out an unreachable Redis
 MAX_BACKOFF_S = 2.0
@@ -74,9 +76,11 @@ class _Run:
     done: int = 0
     outage_since: float | None = None  # monotonic time Redis became unreachable
     created: bool = False  # the run hash is in Redis
+    finalised: RunStatus | None = None  # the run as a worker ended it, total and all
 
-    def accept(self, entry: bytes) -> None:
-        """Add one inbox entry's partial, or raise the chunk's failure."""
+    def accept(self, entry: bytes) -> bool:
+        """Add one inbox entry's partial, or raise the chunk's failure; return False for the
+        mark that a worker has finalised the run (see RunStore.finalise)."""
         match codec.loads(entry):
             case [int() as index, None, str() as error]:
                 raise RunFailedError(f"run {self.run_id} failed: {error}", run_id=self.run_id)
@@ -84,6 +88,9 @@ class _Run:
                 self.pending.remove(index)
                 self.total += ExactSum.from_wire(wire)
                 self.done += 1
+            case ["finalised"]:
+                return False
+        return True
 
 
 class Client:
@@ -144,17 +151,29 @@ class Client:
         )
         deadline = None if timeout is None else time.monotonic() + timeout
         run = _Run(uuid.uuid4().hex, chunked.chunks, deadline, simulate_io_s)
+        # held until the run is sealed (its key is then gone, and renewals do nothing)
+        sender = Lease(
+            self.redis, self.keys.sender(run.run_id), lease_s=self.settings.submitter_lease_s
+        )
+        sender.start(leased=True)
         try:
             await self._drive(run, chunked.items, on_progress)
-            ended = await self.runs.finish(run.run_id, run.total, count=run.count, chunks=run.sent)
+            if run.finalised is None:
+                ended = await self.runs.finish(
+                    run.run_id, run.total, count=run.count, chunks=run.sent
+                )
+                if ended not in (None, "done"):  # done: the last chunk's worker wrote it
+                    raise RunFailedError(
+                        f"run {run.run_id} was {ended} before it finished", run_id=run.run_id
+                    )
         except BaseException as exc:
             await asyncio.shield(self._abandon(run, exc))
             raise
-        if ended is not None:
-            raise RunFailedError(
-                f"run {run.run_id} was {ended} before it finished", run_id=run.run_id
-            )
-        total = run.total.value()
+        finally:
+            await sender.stop()
+        # both totals are the exact sum of the same partials: the one written is this one
+        total = run.total.value() if run.finalised is None else run.finalised.total
+        assert total is not None  # a done run has its total
         return RunResult(run.run_id, total, run.count, run.sent, time.perf_counter() - started)
 
     async def status(self, run_id: str) -> RunStatus:
@@ -203,7 +222,7 @@ class Client:
         while True:
             free = self.settings.max_in_flight - len(run.pending)
             if not exhausted and free > 0:
-                exhausted = await self._enqueue(run, itertools.islice(items, free)) < free
+                exhausted = await self._enqueue(run, items, free)
             elif not run.pending:
                 return
             else:
@@ -211,23 +230,30 @@ class Client:
                 if on_progress is not None:
                     on_progress(run.done, run.sent if exhausted else run.chunks)
 
-    async def _enqueue(self, run: _Run, chunks: Iterator[Chunk]) -> int:
-        """Encode and enqueue chunks, one pipeline per megabyte; return how many."""
+    async def _enqueue(self, run: _Run, items: Iterator[Chunk], wanted: int) -> bool:
+        """Encode and enqueue up to ``wanted`` chunks, one pipeline per megabyte; return
+        whether ``items`` ran out (the run is then sealed, in the last pipeline)."""
         pipe = self.redis.pipeline(transaction=False)
         if not run.created:  # the run goes out with its first jobs: one round trip fewer
-            self.runs.add_create(pipe, run.run_id, chunks=run.chunks)
+            lease_s = self.settings.submitter_lease_s
+            self.runs.add_create(pipe, run.run_id, chunks=run.chunks, sender_lease_s=lease_s)
         count = size = 0
         job_ids: list[str] = []
-        for chunk in chunks:  # encoded one by one, so a stream's raw numbers don't pile up
+        started = time.monotonic()
+        for chunk in itertools.islice(items, wanted):  # one by one: raw numbers don't pile up
             size += self._add_job(pipe, run, chunk)
             job_ids.append(job_id(run.run_id, chunk.index))
             count += 1
-            if size >= PIPELINE_BYTES:
+            # a slow stream's chunks go out as they come, not once a megabyte is ready
+            if size >= PIPELINE_BYTES or time.monotonic() - started >= FLUSH_AFTER_S:
                 await self._flush(pipe, run, job_ids)
-                size, job_ids = 0, []
-        if job_ids or not run.created:
+                size, job_ids, started = 0, [], time.monotonic()
+        exhausted = count < wanted or run.sent == run.chunks
+        if exhausted:
+            self.runs.add_seal(pipe, run.run_id, chunks=run.sent, count=run.count)
+        if job_ids or exhausted or not run.created:
             await self._flush(pipe, run, job_ids)
-        return count
+        return exhausted
 
     async def _flush(self, pipe: Any, run: _Run, job_ids: list[str]) -> None:
         """Send the pipeline, with a wake-up that names its jobs (see app.wakeup)."""
@@ -277,8 +303,8 @@ class Client:
             entries += await self.runs.partials(run.run_id, sorted(run.pending))
         if not entries:
             await self._check_active(run)
-        for entry in entries:
-            run.accept(entry)
+        if not all([run.accept(entry) for entry in entries]):
+            await self._check_active(run)
 
     async def _receive(self, run: _Run, wait_s: float) -> list[bytes]:
         """Take all partials in the run's inbox; if there are none, wait for one (BLPOP).
@@ -308,8 +334,13 @@ class Client:
         await asyncio.sleep(min(0.1 * 2 ** int(now - run.outage_since), MAX_BACKOFF_S))
 
     async def _check_active(self, run: _Run) -> None:
+        """Raise if the run has failed or was cancelled; take it as it is if a worker has
+        finished it (its partials may have left the inbox unread: see RunStore.finalise)."""
         stored = await self.runs.read(run.run_id)
-        if stored.status not in ACTIVE:
+        if stored.status == "done":
+            run.finalised = stored
+            run.pending.clear()
+        elif stored.status not in ACTIVE:
             raise RunFailedError(
                 f"run {run.run_id} was {stored.status} while waiting: {stored.error}",
                 run_id=run.run_id,

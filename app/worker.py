@@ -12,7 +12,7 @@ from arq.worker import func
 from app import codec
 from app.claims import LEASED_AT_CLAIM
 from app.connection import redis_settings
-from app.keys import SUM_CHUNK_JOB, Keys
+from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key
 from app.lease import Lease
 from app.runs import RunStore
 from app.settings import Settings
@@ -39,7 +39,8 @@ async def startup(ctx: dict[str, Any]) -> None:
 async def job_start(ctx: dict[str, Any]) -> None:
     """Take a lease on the job, so that if this worker dies another takes it soon (app.lease)."""
     settings: Settings = ctx["settings"]
-    ctx["lease"] = lease = Lease(ctx["redis"], ctx["job_id"], lease_s=settings.lease_s)
+    key = arq_in_progress_key(ctx["job_id"])
+    ctx["lease"] = lease = Lease(ctx["redis"], key, lease_s=settings.lease_s)
     lease.start(leased=ctx.get(LEASED_AT_CLAIM, False))
 
 

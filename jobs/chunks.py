@@ -7,7 +7,7 @@ from arq.worker import Retry
 
 from app import codec
 from app.errors import PayloadError
-from app.runs import RunStore
+from app.runs import Recorded, RunStore
 
 MAX_SIMULATED_IO_S = 60.0
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
@@ -40,7 +40,14 @@ async def sum_chunk(
     except Exception as exc:
         await _retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
         raise
-    return await runs.record(run_id, index, partial)
+    match await runs.record(run_id, index, partial):
+        case Recorded.NOTHING:
+            return False
+        case Recorded.LAST:  # the submitter may be gone: end the run here (written once)
+            await runs.finalise(run_id)
+        case Recorded.ABANDONED:
+            await runs.abandon(run_id)
+    return True
 
 
 async def _retry_or_fail(

@@ -32,7 +32,7 @@ async def test_lease_shortens_and_renews_the_in_progress_key(redis: ArqRedis) ->
     """A lease cuts arq's in-progress TTL to the lease, renews it, then lets it lapse."""
     key = arq_in_progress_key("run:0")
     await redis.psetex(key, 310_000, b"1")
-    lease = Lease(redis, "run:0", lease_s=0.3)
+    lease = Lease(redis, key, lease_s=0.3)
     lease.start(leased=False)
     try:
         await wait_for_lease(redis, key, lease_ms=300)

@@ -5,6 +5,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
+import numpy as np
 import pytest
 from fakeredis import FakeAsyncRedis, FakeServer
 
@@ -12,7 +13,7 @@ from app import codec
 from app.errors import RunNotFoundError
 from app.exact import ExactSum
 from app.keys import Keys, arq_job_key, job_id
-from app.runs import RunStore
+from app.runs import Recorded, RunStore
 
 RUN = "run1"
 TTL_S = 100.5  # RunStore rounds it up to 101 s
@@ -61,18 +62,75 @@ async def test_create_stores_a_queued_run(store: RunStore) -> None:
     assert run.created_at > 0
 
 
-async def test_create_with_unknown_chunk_count(store: RunStore) -> None:
-    """A streamed run, whose chunk count is unknown, reads back with chunks None."""
-    await store.create(RUN, chunks=None)
+async def start_sending(store: RunStore, redis: FakeAsyncRedis, *, lease_s: float = 30) -> None:
+    """Create RUN as a streaming submitter does: chunk count unknown, a sender lease held."""
+    async with redis.pipeline(transaction=True) as pipe:
+        store.add_create(pipe, RUN, chunks=None, sender_lease_s=lease_s)
+        await pipe.execute()
+
+
+async def test_create_with_unknown_chunk_count(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+    """A streamed run, whose chunk count is unknown, reads back with chunks None, and holds
+    its submitter's lease."""
+    await start_sending(store, fake_redis)
     assert (await store.read(RUN)).chunks is None
+    assert 0 < await fake_redis.pttl(KEYS.sender(RUN)) <= 30_000
+
+
+async def test_last_partial_of_a_sealed_run_finalises_it(
+    store: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """The last partial of a sealed run says so; finalise then writes the exact total and
+    count from the stored partials, once: the submitter's own finish finds the run done."""
+    await start_sending(store, fake_redis)
+    assert await store.record(RUN, 0, ExactSum.of_floats(np.array([0.1]))) is Recorded.RECORDED
+    async with fake_redis.pipeline(transaction=True) as pipe:
+        store.add_seal(pipe, RUN, chunks=2, count=3)
+        await pipe.execute()
+    assert not await fake_redis.exists(KEYS.sender(RUN))
+    partial = ExactSum.of_floats(np.array([0.2, 0.3]))
+    assert await store.record(RUN, 1, partial) is Recorded.LAST
+    assert await store.finalise(RUN) is None
+    run = await store.read(RUN)
+    exact = math.fsum([0.1, 0.2, 0.3])
+    assert (run.status, run.total, run.count, run.chunks) == ("done", exact, 3, 2)
+    assert await store.finish(RUN, ExactSum(), count=3, chunks=2) == "done"
+    assert (await store.read(RUN)).total == exact
+
+
+async def test_partial_after_the_sender_lease_lapsed_abandons_the_run(
+    store: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """A partial recorded while the run is unsealed and its sender lease gone says so;
+    abandon fails the run with a reason and takes its queued jobs away."""
+    await start_sending(store, fake_redis)
+    await fake_redis.zadd(KEYS.queue, {job_id(RUN, 5): 1})
+    await fake_redis.delete(KEYS.sender(RUN))  # the lease lapsed
+    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.ABANDONED
+    assert await store.abandon(RUN) is None
+    run = await store.read(RUN)
+    assert run.status == "failed"
+    assert run.error is not None
+    assert "abandoned" in run.error
+    assert await fake_redis.zcard(KEYS.queue) == 0
+
+
+async def test_reading_an_unsealed_run_without_its_sender_abandons_it(
+    store: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """Readers notice a lapsed sender lease too (no partial may ever come to notice it)."""
+    await start_sending(store, fake_redis)
+    assert (await store.read(RUN)).status == "queued"  # lease held
+    await fake_redis.delete(KEYS.sender(RUN))
+    assert (await store.read(RUN)).status == "failed"
 
 
 async def test_record_counts_a_chunk_once(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
     """Recording the same chunk twice counts it and pushes it to the inbox once."""
     await store.create(RUN, chunks=3)
     partial = ExactSum.of(5, -1, 1)
-    assert await store.record(RUN, 0, partial) is True
-    assert await store.record(RUN, 0, ExactSum.of(7, 0, 0)) is False
+    assert await store.record(RUN, 0, partial) is Recorded.RECORDED
+    assert await store.record(RUN, 0, ExactSum.of(7, 0, 0)) is Recorded.NOTHING
     assert await inbox(fake_redis) == [[0, partial.to_wire()]]
     assert await settle(fake_redis.hlen(KEYS.partials(RUN))) == 1
     run = await store.read(RUN)
@@ -97,7 +155,7 @@ async def test_record_moves_queued_to_running(store: RunStore, fake_redis: FakeA
 
 async def test_record_refuses_an_unknown_run(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
     """A partial for a run that doesn't exist (or has expired) is refused and stores nothing."""
-    assert await store.record("nope", 0, ExactSum.of(1, 0, 0)) is False
+    assert await store.record("nope", 0, ExactSum.of(1, 0, 0)) is Recorded.NOTHING
     assert await fake_redis.keys("*") == []
 
 
@@ -165,7 +223,7 @@ async def test_records_after_the_run_ended_are_refused(
     await store.create(RUN, chunks=2)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
-    assert await store.record(RUN, 1, ExactSum.of(5, 0, 0)) is False
+    assert await store.record(RUN, 1, ExactSum.of(5, 0, 0)) is Recorded.NOTHING
     assert not await fake_redis.exists(KEYS.partials(RUN), KEYS.inbox(RUN))
     assert (await store.read(RUN)).done_chunks == 1
 
@@ -175,7 +233,7 @@ async def test_records_after_failure_or_cancel_are_refused(store: RunStore, stat
     """A failed or cancelled run accepts no more partials."""
     await store.create(RUN, chunks=2)
     assert await store.end(RUN, status, error="stop") is None
-    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is False
+    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.NOTHING
     run = await store.read(RUN)
     assert (run.status, run.error, run.done_chunks) == (status, "stop", 0)
 
@@ -209,7 +267,7 @@ async def test_ttls_are_set_when_configured(store: RunStore, fake_redis: FakeAsy
     await store.create(RUN, chunks=2)
     assert 0 < await fake_redis.ttl(KEYS.run(RUN)) <= 101
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
-    for key in KEYS.run_keys(RUN):
+    for key in (KEYS.run(RUN), KEYS.partials(RUN), KEYS.inbox(RUN)):  # not the sender's
         assert 0 < await fake_redis.ttl(key) <= 101, key
     await store.fail_chunk(RUN, 1, "boom")
     assert 0 < await fake_redis.ttl(KEYS.run(RUN)) <= 101
@@ -233,7 +291,7 @@ async def test_no_ttls_without_ttl_s(
     store = store_without_ttl
     await store.create(RUN, chunks=2)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
-    for key in KEYS.run_keys(RUN):
+    for key in (KEYS.run(RUN), KEYS.partials(RUN), KEYS.inbox(RUN)):  # not the sender's
         assert await fake_redis.ttl(key) == -1, key
     await store.fail_chunk(RUN, 1, "boom")
     assert await fake_redis.ttl(KEYS.run(RUN)) == -1
