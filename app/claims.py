@@ -18,6 +18,7 @@ from arq.worker import Worker
 from redis.commands.core import AsyncScript
 
 from app import codec
+from app.connection import LOST_REDIS, Backoff
 from app.keys import arq_in_progress_key, chunk_of
 from app.runs import RunStore
 from app.settings import Settings
@@ -61,13 +62,21 @@ class ChunksumWorker(Worker):
         self.poll_delay_s = 0.0
         self._slot_freed = asyncio.Event()
         self._claim: AsyncScript | None = None
+        self._backoff = Backoff("worker loop")
 
     async def _poll_iteration(self) -> None:
         if self.job_counter >= self.max_jobs:  # full: wait for a job to end, don't spin
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):  # then carry on with arq's housekeeping
                 await asyncio.wait_for(self._slot_freed.wait(), FULL_WAIT_S)
-        await super()._poll_iteration()
+        try:
+            await super()._poll_iteration()
+        except LOST_REDIS as exc:
+            # arq's loop would end the worker on this (a claim, or a job's finish, that
+            # lost Redis): wait it out instead; the jobs it held go back on lease expiry
+            await self._backoff.wait(exc)
+        else:
+            self._backoff.reset()
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

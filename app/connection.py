@@ -1,5 +1,6 @@
 """Connect to Redis from a URL: redis://, rediss:// (TLS), unix://, with user and password."""
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -8,6 +9,8 @@ from urllib.parse import urlsplit
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import codec
 from app.errors import RedisUnavailableError, SettingsError
@@ -15,6 +18,8 @@ from app.keys import Keys
 from app.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+# What a call raises when Redis is unreachable (restarting, network down): wait and retry
+LOST_REDIS = (RedisConnectionError, RedisTimeoutError, OSError)
 _QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
 logger = logging.getLogger(__name__)
 
@@ -97,3 +102,27 @@ def _is_auth_error(exc: BaseException) -> bool:
     # redis-py reports a wrong password on connect as a plain ConnectionError
     words = ("WRONGPASS", "NOAUTH", "invalid username-password", "invalid password")
     return isinstance(exc, AuthenticationError) or any(word in str(exc) for word in words)
+
+
+class Backoff:
+    """Waits between retries while Redis is unreachable: 0.1 s, doubling up to 2 s."""
+
+    FIRST_S = 0.1
+    MAX_S = 2.0
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.delay_s = 0.0  # > 0 while failing
+
+    async def wait(self, exc: BaseException) -> None:
+        """Log the first failure of a series, then wait the next delay."""
+        if not self.delay_s:
+            logger.warning("%s: Redis unreachable (%s); retrying until it is back", self.what, exc)
+        self.delay_s = min(max(self.delay_s * 2, self.FIRST_S), self.MAX_S)
+        await asyncio.sleep(self.delay_s)
+
+    def reset(self) -> None:
+        """Note a success: the next failure starts a new series."""
+        if self.delay_s:
+            logger.warning("%s: Redis reachable again", self.what)
+            self.delay_s = 0.0

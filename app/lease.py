@@ -17,8 +17,9 @@ import asyncio
 import contextlib
 import logging
 
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+
+from app.connection import LOST_REDIS
 
 logger = logging.getLogger(__name__)
 RENEWALS_PER_LEASE = 3
@@ -56,7 +57,7 @@ class Lease:
         while True:
             try:
                 await self.redis.pexpire(self.key, self.lease_ms)  # never creates a gone key
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            except LOST_REDIS as exc:
                 # the job goes on; if Redis is back before the lease lapses, nothing is lost,
                 # and if not, another worker may run the chunk too, which the run counts once
                 logger.warning("could not renew the lease on %s (%s); retrying", self.key, exc)

@@ -17,11 +17,10 @@ from typing import Any, Self, cast
 
 from arq.connections import ArqRedis
 from arq.jobs import serialize_job
-from redis import exceptions as redis_errors
 
 from app import codec
 from app.chunking import Chunk, Numbers, plan
-from app.connection import connect
+from app.connection import LOST_REDIS, connect
 from app.errors import (
     ChunkingError,
     ChunksumError,
@@ -295,7 +294,7 @@ class Client:
                 )
         try:
             entries = await self._receive(run, wait_s)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        except LOST_REDIS as exc:
             await self._back_off(run, exc)
             return
         if run.outage_since is not None:  # back from an outage: a popped entry may be lost

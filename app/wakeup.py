@@ -14,17 +14,13 @@ waker wraps the queue read of the worker's own Redis client in ``on_startup``.
 """
 
 import asyncio
-import logging
 import random
 from typing import Any
 
 from arq.connections import ArqRedis
-from redis import exceptions as redis_errors
 
+from app.connection import LOST_REDIS, Backoff
 from app.keys import Keys
-
-logger = logging.getLogger(__name__)
-MAX_BACKOFF_S = 2.0
 
 
 class QueueWaker:
@@ -38,7 +34,7 @@ class QueueWaker:
         self._woken = asyncio.Event()
         self._last: list[bytes] = []
         self._announced: list[bytes] = []  # job ids named by wake-ups since the last read
-        self._backoff_s = 0.0  # > 0 while Redis is unreachable
+        self._backoff = Backoff("queue read")
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -85,29 +81,22 @@ class QueueWaker:
         """
         try:
             job_ids: list[bytes] = await self._read(name, *args, **kwargs)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            if self._backoff_s == 0:
-                logger.warning("Redis unreachable (%s); retrying until it is back", exc)
-            self._backoff_s = min(max(self._backoff_s * 2, 0.1), MAX_BACKOFF_S)
-            await asyncio.sleep(self._backoff_s)
+        except LOST_REDIS as exc:
+            await self._backoff.wait(exc)
             return []
-        if self._backoff_s:
-            logger.warning("Redis reachable again")
-            self._backoff_s = 0.0
+        self._backoff.reset()
         return job_ids
 
     async def _listen(self, pubsub: Any) -> None:
-        backoff_s = 0.1
+        backoff = Backoff("wake-up channel")
         async with pubsub:
             while True:
                 try:
                     message = await pubsub.get_message(timeout=None)
-                    backoff_s = 0.1
-                except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                    backoff.reset()
+                except LOST_REDIS as exc:
                     # redis-py resubscribes on the next read; meanwhile the fallback poll runs
-                    logger.warning("wake-up channel lost (%s); retrying in %.1f s", exc, backoff_s)
-                    await asyncio.sleep(backoff_s)
-                    backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+                    await backoff.wait(exc)
                     continue
                 # a wake-up, or a (re)subscription confirmed: wake-ups published while the
                 # channel was down were lost, so read the queue again only now, when no later

@@ -6,6 +6,7 @@ from typing import Any
 from arq.worker import Retry
 
 from app import codec
+from app.connection import LOST_REDIS
 from app.errors import PayloadError
 from app.runs import Recorded, RunStore
 
@@ -40,13 +41,17 @@ async def sum_chunk(
     except Exception as exc:
         await _retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
         raise
-    match await runs.record(run_id, index, partial):
-        case Recorded.NOTHING:
-            return False
-        case Recorded.LAST:  # the submitter may be gone: end the run here (written once)
-            await runs.finalise(run_id)
-        case Recorded.ABANDONED:
-            await runs.abandon(run_id)
+    try:
+        match await runs.record(run_id, index, partial):
+            case Recorded.NOTHING:
+                return False
+            case Recorded.LAST:  # the submitter may be gone: end the run here (written once)
+                await runs.finalise(run_id)
+            case Recorded.ABANDONED:
+                await runs.abandon(run_id)
+    except LOST_REDIS as exc:
+        # Redis went away: sum the chunk again later (recording it twice counts it once)
+        raise Retry(defer=RETRY_BASE_S * 2 ** (ctx.get("job_try", 1) - 1)) from exc
     return True
 
 

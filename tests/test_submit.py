@@ -381,6 +381,28 @@ async def test_submitter_rides_out_a_redis_restart(settings: Settings) -> None:
     assert result.total == sum(range(40))
 
 
+@pytest.mark.timeout(90)
+async def test_busy_worker_rides_out_a_redis_restart(settings: Settings) -> None:
+    """A worker process whose chunks are running when Redis restarts (appendonly on) stays
+    up, and the run still finishes with the exact total."""
+    durable = ("--appendonly", "yes", "--appendfsync", "always")
+    with RedisServer(port=free_port(), extra_args=durable) as server:
+        own = replace(settings, redis_url=server.url, lease_s=1.0)
+        async with worker_process(own) as process, Client(own) as client:
+            numbers = range(1000)
+            task = asyncio.create_task(
+                client.submit(numbers, chunks=8, timeout=60, simulate_io_s=0.5)
+            )
+            async with asyncio.timeout(10):  # until the worker holds chunks mid-way
+                while not await client.redis.keys("arq:in-progress:*"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            await asyncio.to_thread(server.stop)
+            await asyncio.sleep(1.5)  # the outage: the chunks end, and can't record, in it
+            await asyncio.to_thread(server.start)
+            assert (await asyncio.wait_for(task, 60)).total == sum(numbers)
+            assert process.returncode is None
+
+
 async def test_oversized_chunk_is_refused(
     settings: Settings, redis: ArqRedis, worker: Worker
 ) -> None:
@@ -396,7 +418,7 @@ async def test_oversized_chunk_is_refused(
 MINIMUM_ACL = (
     "on >s3cret resetkeys ~chunksum-acl:* ~arq:* resetchannels &chunksum-acl:* -@all "
     "+@connection +info +dbsize +get +set +psetex +setex +exists +del +expire +pexpire "
-    "+incr +incrby +hset +hsetnx +hget +hgetall +hmget +hincrby +rpush +lpop +blpop "
+    "+incr +incrby +hset +hsetnx +hget +hgetall +hmget +hvals +hincrby +rpush +lpop +blpop "
     "+zadd +zrem +zscore +zrangebyscore +zincrby +zscan +zcard +watch +unwatch +multi "
     "+exec +discard +eval +evalsha +script|load +publish +subscribe +unsubscribe"
 )
