@@ -5,6 +5,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -376,3 +377,27 @@ def test_wait_and_cancel_of_a_finished_run(
     assert capsys.readouterr().out == "55\n"
     assert run_main("cancel", run_id, settings=cli_settings) == 0
     assert capsys.readouterr().out == f"run {run_id} had already ended: done\n"
+
+
+@pytest.mark.timeout(60)
+async def test_ctrl_c_on_submit_cancels_the_run(settings: Settings, client: Client) -> None:
+    """SIGINT (Ctrl-C) to `chunksum submit` with no workers: exit 130, run cancelled, its
+    queued chunks removed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "app.cli", "submit", "--range", "1", "1000", "--chunks", "4", "-q"),
+        env=process_env(settings),
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(20):  # until its jobs are queued
+        while await client.redis.zcard(client.keys.queue) < 4:  # noqa: ASYNC110  # Redis state
+            await asyncio.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 130
+    assert "interrupted; the run was cancelled" in err.decode()
+    (run_key,) = await client.redis.keys(client.keys.run("*"))
+    run = await client.status(run_key.decode().rsplit(":", 1)[1])
+    assert (run.status, run.total) == ("cancelled", None)
+    assert await client.redis.zcard(client.keys.queue) == 0
