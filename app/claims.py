@@ -28,6 +28,8 @@ from app.settings import Settings
 CLAIM_BATCH = 8
 FULL_WAIT_S = 1.0  # longest a full worker waits for a free slot before arq's housekeeping
 LEASED_AT_CLAIM = "chunksum_leased_at_claim"  # in a worker's ctx: its claims set the lease
+ON_RUN_ENDED = "chunksum_on_run_ended"  # in a worker's ctx: call with (run id, status)
+STOPPED_WITH = ("cancelled", "failed")  # a run ending so stops its running chunks
 
 # KEYS: the queue, then each job's in-progress key; ARGV: now (ms), expiry (ms), job ids.
 # Claims the jobs that are due and not already running; returns [id, score, id, score...].
@@ -57,6 +59,7 @@ class ChunksumWorker(Worker):
         # the job's lease starts renewing (app.lease) loses the job as soon
         self._lease_ms = int(settings.lease_s * 1000)
         self.ctx[LEASED_AT_CLAIM] = True  # so the job's lease needn't shorten the expiry
+        self.ctx[ON_RUN_ENDED] = self._stop_chunks_of  # for the worker's pub/sub (app.wakeup)
         # No pause between queue reads: an idle read waits for a wake-up (app.wakeup), and a
         # full worker waits for a free slot (below). arq's pause would delay each pick-up.
         self.poll_delay_s = 0.0
@@ -132,6 +135,16 @@ class ChunksumWorker(Worker):
         message = f"chunk {index} was given up by arq without being summed: {reason}"
         runs: RunStore = self.ctx["runs"]
         await runs.fail_chunk(run_id, index, message)
+
+    def _stop_chunks_of(self, run_id: str, status: str) -> None:
+        """Abort this worker's running chunks of a run that was cancelled or failed: their
+        partials would be refused, and their slots can serve other runs."""
+        if status not in STOPPED_WITH:
+            return
+        for job_id, task in list(self.job_tasks.items()):
+            if (chunk := chunk_of(job_id)) is not None and chunk[0] == run_id:
+                self.aborting_tasks.add(job_id)  # arq then finishes the job as aborted
+                task.cancel()
 
     def _start(self, job_id: str, score: int) -> None:
         task = self.loop.create_task(self.run_job(job_id, score))

@@ -11,6 +11,8 @@ key                             type    holds
 ``<prefix>:queue``              zset    the arq queue the workers read
 ``<prefix>:wake``               pubsub  a message per enqueued batch: idle workers wake
 ``<prefix>:ended:<run id>``     pubsub  the run's final status, when it ends
+``<prefix>:ends``               pubsub  "<run id> <status>" as any run ends: workers stop
+                                        the chunks of a cancelled or failed run
 ``<prefix>:run:<run id>``       hash    the run: status, total, counts, timestamps, error
 ``<prefix>:partials:<run id>``  hash    chunk index -> exact partial sum (idempotence)
 ``<prefix>:inbox:<run id>``     list    partials (and chunk failures) for the submitter
@@ -41,6 +43,11 @@ class Keys:
     def wake_channel(self) -> str:
         """Return the pub/sub channel that tells idle workers the queue has new jobs."""
         return f"{self.prefix}:wake"
+
+    @property
+    def ends_channel(self) -> str:
+        """Return the pub/sub channel on which every run's end is announced (for workers)."""
+        return f"{self.prefix}:ends"
 
     def run(self, run_id: str) -> str:
         """Return the hash that describes a run and, once done, holds its total."""

@@ -74,16 +74,17 @@ redis.call('DEL', KEYS[4])
 return status
 """
 
-# KEYS: run, partials, inbox, sender. ARGV: ttl, new status, now, inbox entry ('' for none), ended
-# channel, then field/value pairs. Ends an active run: its partials go, the entry (a chunk's
-# failure, a cancellation) is left for the submitter, the run hash stays for the retention
-# time, and waiters hear of it.
+# KEYS: run, partials, inbox, sender. ARGV: ttl, new status, now, inbox entry ('' for none),
+# the run's ended channel, the deployment's ends channel, run id, then field/value pairs.
+# Ends an active run: its partials go, the entry (a chunk's failure, a cancellation) is left
+# for the submitter, the run hash stays for the retention time, and waiters (on the run's
+# channel) and workers (on the deployment's) hear of it.
 _END = (
     _EXPIRE
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return status or false end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 8))
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 if ARGV[4] ~= '' then
   redis.call('RPUSH', KEYS[3], ARGV[4])
@@ -91,6 +92,7 @@ if ARGV[4] ~= '' then
 end
 expire(KEYS[1])
 redis.call('PUBLISH', ARGV[5], ARGV[2])
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. ARGV[2])
 return 'ok'
 """
 )
@@ -232,7 +234,8 @@ class RunStore:
         self, run_id: str, status: str, *, inbox_entry: bytes = b"", **fields: object
     ) -> str | None:
         """Move an active run to ``status`` with ``fields``; return None, or the status it had."""
-        args: list[Any] = [self._ttl, status, _now(), inbox_entry, self.keys.ended_channel(run_id)]
+        channels = [self.keys.ended_channel(run_id), self.keys.ends_channel, run_id]
+        args: list[Any] = [self._ttl, status, _now(), inbox_entry, *channels]
         for name, value in fields.items():
             args += [name, str(value)]
         outcome = await self._end(keys=self.keys.run_keys(run_id), args=args)

@@ -15,6 +15,7 @@ waker wraps the queue read of the worker's own Redis client in ``on_startup``.
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -26,10 +27,24 @@ from app.keys import Keys
 class QueueWaker:
     """Make a worker's idle queue reads wait for a submitter's wake-up message."""
 
-    def __init__(self, redis: ArqRedis, keys: Keys, *, idle_s: float) -> None:
+    def __init__(
+        self,
+        redis: ArqRedis,
+        keys: Keys,
+        *,
+        idle_s: float,
+        on_run_ended: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """
+        Args:
+            on_run_ended: called with (run id, status) as each run ends (on the same
+                subscription: see Keys.ends_channel).
+        """
         self.redis = redis
         self.keys = keys
         self.idle_s = idle_s
+        self.on_run_ended = on_run_ended
+        self._ends_channel = keys.ends_channel.encode()
         self._read = redis.zrangebyscore
         self._woken = asyncio.Event()
         self._last: list[bytes] = []
@@ -40,8 +55,12 @@ class QueueWaker:
     async def start(self) -> None:
         """Subscribe to wake-ups and wrap the worker's queue read."""
         pubsub = self.redis.pubsub()  # with subscribe confirmations: see _listen
-        await pubsub.subscribe(self.keys.wake_channel)
-        await pubsub.get_message(timeout=None)  # the confirmation; a resubscription's wakes
+        channels = [self.keys.wake_channel]
+        if self.on_run_ended is not None:
+            channels.append(self.keys.ends_channel)
+        await pubsub.subscribe(*channels)
+        for _ in channels:  # the confirmations; a resubscription's wake the reads (_listen)
+            await pubsub.get_message(timeout=None)
         self._listener = asyncio.create_task(self._listen(pubsub), name="chunksum-wakeup")
         self.redis.zrangebyscore = self._read_queue  # type: ignore[method-assign,assignment]  # see module doc
 
@@ -101,10 +120,16 @@ class QueueWaker:
                 # a wake-up, or a (re)subscription confirmed: wake-ups published while the
                 # channel was down were lost, so read the queue again only now, when no later
                 # one can be lost (waking before resubscribing would miss those in between)
-                if message is not None:
-                    if message["type"] == "message":
-                        self._announced.extend(message["data"].split())
-                    self._woken.set()
+                if message is None:
+                    continue
+                if message["channel"] == self._ends_channel:
+                    if message["type"] == "message" and self.on_run_ended is not None:
+                        run_id, _, status = message["data"].decode().partition(" ")
+                        self.on_run_ended(run_id, status)
+                    continue
+                if message["type"] == "message":
+                    self._announced.extend(message["data"].split())
+                self._woken.set()
 
 
 def _rotated(job_ids: list[bytes]) -> list[bytes]:

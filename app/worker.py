@@ -10,7 +10,7 @@ from typing import Any
 from arq.worker import func
 
 from app import codec
-from app.claims import LEASED_AT_CLAIM
+from app.claims import LEASED_AT_CLAIM, ON_RUN_ENDED
 from app.connection import redis_settings
 from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key
 from app.lease import Lease
@@ -32,7 +32,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.key_prefix)
     ctx["runs"] = RunStore(ctx["redis"], keys, ttl_s=settings.result_ttl_s)
-    ctx["waker"] = waker = QueueWaker(ctx["redis"], keys, idle_s=settings.worker_poll_s)
+    waker = QueueWaker(
+        ctx["redis"], keys, idle_s=settings.worker_poll_s, on_run_ended=ctx.get(ON_RUN_ENDED)
+    )
+    ctx["waker"] = waker
     await waker.start()
 
 

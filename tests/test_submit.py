@@ -335,6 +335,37 @@ async def test_cancel_wakes_the_submitter_and_removes_jobs(
     assert await run_keys(redis, settings) == [client.keys.run(run_id)]
 
 
+@pytest.mark.timeout(60)
+async def test_cancel_stops_running_chunks(
+    client: Client, redis: ArqRedis, settings: Settings
+) -> None:
+    """Chunks running when their run is cancelled are aborted within moments, not left to
+    finish, and the worker goes on to serve the next run."""
+    async with running_worker(settings) as worker:
+        task = asyncio.create_task(client.submit(range(40), chunks=4, simulate_io_s=30.0))
+        async with asyncio.timeout(10):  # until all four chunks run
+            while len(worker.job_tasks) < 4:  # noqa: ASYNC110  # the worker's state
+                await asyncio.sleep(0.01)
+        started = time.monotonic()
+        async with Client(settings) as other:
+            await other.cancel(await run_id_of(client, redis))
+        with pytest.raises(RunFailedError, match="cancelled"):
+            await asyncio.wait_for(task, 5)
+        async with asyncio.timeout(5):
+            while worker.job_tasks:  # noqa: ASYNC110  # the worker's state
+                await asyncio.sleep(0.01)
+        assert time.monotonic() - started < 5  # far less than the chunks' 30 s
+        assert worker.jobs_failed == 4  # arq counts aborted jobs as failed
+        assert not await redis.keys("arq:in-progress:*")
+        assert (await client.submit(range(10), timeout=10)).total == 45
+
+
+async def run_id_of(client: Client, redis: ArqRedis) -> str:
+    """Return the id of the one run under the client's prefix."""
+    (run_key,) = await redis.keys(client.keys.run("*"))
+    return str(run_key.decode().rsplit(":", 1)[1])
+
+
 async def test_wait_returns_when_the_run_ends(
     client: Client, redis: ArqRedis, settings: Settings
 ) -> None:
