@@ -26,6 +26,9 @@ from app.workloads import RUN_TIMEOUT_S, Timing
 CHILD_CODE = "from app.bench_stream import child_main; child_main()"
 CHILD_TIMEOUT_S = 900.0
 SAMPLE_S = 0.02  # Redis memory sampling interval while the child runs
+SETTLE_S = 5.0  # longest wait for Redis's memory to settle before a run
+SETTLE_STEP_S = 0.2
+SETTLED_BYTES = 64 * 1024  # a fall smaller than this over a step: settled
 WRITE_BLOCK = 1_000_000
 GENERATOR = "-"
 MB = 1 << 20
@@ -104,7 +107,7 @@ async def _run_child(
     redis: Any, settings: Settings, count: int, path: Path | None
 ) -> tuple[dict[str, Any], float]:
     """Run one child submit; return its output and how much Redis grew meanwhile (MB)."""
-    before = await _used_memory(redis)
+    before = await _settled_used_memory(redis)
     process = _spawn(settings, count, path)
     exited = asyncio.ensure_future(asyncio.to_thread(process.wait))
     try:
@@ -135,6 +138,23 @@ async def _sample_until(redis: Any, done: "asyncio.Future[Any]", before: int) ->
         peak = max(peak, await _used_memory(redis))
         await asyncio.wait({done}, timeout=SAMPLE_S)
     return peak
+
+
+async def _settled_used_memory(redis: Any) -> int:
+    """Return ``used_memory`` once it stops falling (for at most SETTLE_S).
+
+    After a big workload Redis frees its clients' grown buffers over the next moments; a
+    baseline taken before that would hide the next run's growth.
+    """
+    deadline = time.monotonic() + SETTLE_S
+    last = await _used_memory(redis)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(SETTLE_STEP_S)  # sampling Redis, which has no event for this
+        now = await _used_memory(redis)
+        if now >= last - SETTLED_BYTES:
+            return now
+        last = now
+    return last
 
 
 async def _used_memory(redis: Any) -> int:
