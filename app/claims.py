@@ -29,6 +29,7 @@ CLAIM_BATCH = 8
 FULL_WAIT_S = 1.0  # longest a full worker waits for a free slot before arq's housekeeping
 LEASED_AT_CLAIM = "chunksum_leased_at_claim"  # in a worker's ctx: its claims set the lease
 ON_RUN_ENDED = "chunksum_on_run_ended"  # in a worker's ctx: call with (run id, status)
+WORKER_STATS = "chunksum_worker_stats"  # in a worker's ctx: its job counts, for heartbeats
 STOPPED_WITH = ("cancelled", "failed")  # a run ending so stops its running chunks
 
 # KEYS: the queue, then each job's in-progress key; ARGV: now (ms), expiry (ms), job ids.
@@ -60,6 +61,7 @@ class ChunksumWorker(Worker):
         self._lease_ms = int(settings.lease_s * 1000)
         self.ctx[LEASED_AT_CLAIM] = True  # so the job's lease needn't shorten the expiry
         self.ctx[ON_RUN_ENDED] = self._stop_chunks_of  # for the worker's pub/sub (app.wakeup)
+        self.ctx[WORKER_STATS] = self._stats  # for its heartbeat (app.heartbeat)
         # No pause between queue reads: an idle read waits for a wake-up (app.wakeup), and a
         # full worker waits for a free slot (below). arq's pause would delay each pick-up.
         self.poll_delay_s = 0.0
@@ -145,6 +147,14 @@ class ChunksumWorker(Worker):
             if (chunk := chunk_of(job_id)) is not None and chunk[0] == run_id:
                 self.aborting_tasks.add(job_id)  # arq then finishes the job as aborted
                 task.cancel()
+
+    def _stats(self) -> dict[str, int]:
+        return {
+            "done": self.jobs_complete,
+            "failed": self.jobs_failed,
+            "retried": self.jobs_retried,
+            "running": len(self.job_tasks),
+        }
 
     def _start(self, job_id: str, score: int) -> None:
         task = self.loop.create_task(self.run_job(job_id, score))

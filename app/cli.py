@@ -1,4 +1,5 @@
-"""The `chunksum` command: run, submit, worker, status, result."""
+"""The `chunksum` command: run, submit, worker, status, result, wait, cancel, runs, workers,
+health, bench."""
 
 import argparse
 import asyncio
@@ -9,26 +10,37 @@ import logging.config
 import math
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 
 from app.allocator import tune_allocator
 from app.chunking import Numbers
-from app.errors import ChunksumError, SettingsError
+from app.errors import ChunksumError, SettingsError, WaitTimeoutError
 from app.exact import total_text
 from app.inputs import inclusive_range, parse_lines
+from app.keys import Keys
 from app.redis_server import RedisServer
-from app.runs import RunStatus
+from app.runs import ACTIVE, RunStatus
 from app.settings import Settings
 from app.submit import Client, RunResult
 from app.worker_processes import WorkerProcesses
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+WATCH_REFRESH_S = 0.5
 T = TypeVar("T")
 _JSON_INT_BITS = 14_000  # 10**4214 < 2**14000 < 10**4215: within the 4300-digit limit
 
@@ -76,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     status = _command(commands, "status", _status, "show a run's state")
     status.add_argument("run_id", metavar="RUN_ID")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--watch", action="store_true", help="show live progress until the run ends, then its state"
+    )
+    runs = _command(commands, "runs", _runs, "list recent runs, newest first")
+    runs.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs")
+    runs.add_argument("--json", action="store_true", help="print JSON lines")
+    workers = _command(commands, "workers", _workers, "list live workers (from heartbeats)")
+    workers.add_argument("--json", action="store_true", help="print JSON lines")
+    _command(commands, "health", _health, "exit 0 if Redis answers and a live worker serves")
     result = _command(commands, "result", _result, "print a finished run's total")
     result.add_argument("run_id", metavar="RUN_ID")
     wait = _command(commands, "wait", _wait, "wait for a run to end, then print its total")
@@ -252,7 +273,10 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    run = _call(settings, lambda client: client.status(args.run_id))
+    if args.watch:
+        run = _call(settings, lambda client: _watch(client, args.run_id))
+    else:
+        run = _call(settings, lambda client: client.status(args.run_id))
     if args.json:
         print(json.dumps(_status_fields(run)))
         return 0
@@ -264,6 +288,80 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _status_fields(run: RunStatus) -> dict[str, Any]:
     return {**asdict(run), "total": _json_number(run.total)}
+
+
+async def _watch(client: Client, run_id: str) -> RunStatus:
+    """Show a run's progress (chunks, chunks/s, time left) until it ends; return it."""
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"run {run_id}", total=None, rate="")
+        while (run := await client.status(run_id)).status in ACTIVE:
+            elapsed_s = max(time.time() - run.created_at, 1e-3)
+            rate = f"{run.done_chunks / elapsed_s:,.1f} chunks/s"
+            progress.update(task, completed=run.done_chunks, total=run.chunks, rate=rate)
+            with contextlib.suppress(WaitTimeoutError):  # the refresh interval of the display
+                return await client.wait(run_id, timeout=WATCH_REFRESH_S)
+    return run
+
+
+def _runs(args: argparse.Namespace, settings: Settings) -> int:
+    runs = _call(settings, lambda client: client.recent_runs(args.limit))
+    if args.json:
+        for run in runs:
+            print(json.dumps(_status_fields(run)))
+        return 0
+    table = Table("run", "status", "chunks", "count", "total", "took", "error", box=None)
+    for run in runs:
+        took = "" if run.finished_at is None else f"{run.finished_at - run.created_at:.2f} s"
+        table.add_row(
+            run.run_id,
+            run.status,
+            f"{run.done_chunks}/{run.chunks if run.chunks is not None else '?'}",
+            "" if run.count is None else f"{run.count:,}",
+            "" if run.total is None else _text(run.total),
+            took,
+            run.error or "",
+        )
+    Console().print(table)
+    return 0
+
+
+def _workers(args: argparse.Namespace, settings: Settings) -> int:
+    workers = _call(settings, lambda client: client.workers())
+    if args.json:
+        for worker in workers:
+            print(json.dumps(asdict(worker)))
+        return 0
+    now = time.time()
+    table = Table("worker", "host", "pid", "up", "done", "failed", "running", "seen", box=None)
+    for worker in workers:
+        table.add_row(
+            worker.worker_id,
+            worker.host,
+            str(worker.pid),
+            f"{now - worker.started_at:.0f} s",
+            *("" if n is None else str(n) for n in (worker.done, worker.failed, worker.running)),
+            f"{now - worker.last_seen:.1f} s ago",
+        )
+    Console().print(table)
+    return 0
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    workers = _call(settings, lambda client: client.workers())
+    queue = Keys(settings.key_prefix).queue
+    if not workers:
+        print(f"unhealthy: Redis answers, but no live worker serves {queue}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"ok: {len(workers)} live worker(s) serve {queue}")
+    return 0
 
 
 def _result(args: argparse.Namespace, settings: Settings) -> int:

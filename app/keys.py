@@ -9,6 +9,9 @@ arq adds its own per-job keys (``arq:job:<job id>``, ``arq:in-progress:<job id>`
 key                             type    holds
 ==============================  ======  ==============================================
 ``<prefix>:queue``              zset    the arq queue the workers read
+``<prefix>:runs``               zset    run ids by creation time, pruned past retention
+``<prefix>:workers``            zset    worker ids by last heartbeat
+``<prefix>:worker:<worker id>`` hash    a worker's heartbeat: host, pid, job counts
 ``<prefix>:wake``               pubsub  a message per enqueued batch: idle workers wake
 ``<prefix>:ended:<run id>``     pubsub  the run's final status, when it ends
 ``<prefix>:ends``               pubsub  "<run id> <status>" as any run ends: workers stop
@@ -48,6 +51,20 @@ class Keys:
     def ends_channel(self) -> str:
         """Return the pub/sub channel on which every run's end is announced (for workers)."""
         return f"{self.prefix}:ends"
+
+    @property
+    def runs(self) -> str:
+        """Return the sorted set of run ids by creation time (for `chunksum runs`)."""
+        return f"{self.prefix}:runs"
+
+    @property
+    def workers(self) -> str:
+        """Return the sorted set of worker ids by last heartbeat (for `chunksum workers`)."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Return the hash a live worker keeps up to date (its heartbeat)."""
+        return f"{self.prefix}:worker:{worker_id}"
 
     def run(self, run_id: str) -> str:
         """Return the hash that describes a run and, once done, holds its total."""

@@ -172,9 +172,14 @@ class RunStore:
         """
         key = self.keys.run(run_id)
         fields = {"status": "queued", "chunks": "" if chunks is None else chunks}
-        pipe.hset(key, mapping={**fields, "done_chunks": 0, "created_at": _now()})
+        now = _now()
+        pipe.hset(key, mapping={**fields, "done_chunks": 0, "created_at": now})
+        pipe.zadd(self.keys.runs, {run_id: now})
         if self.ttl_s is not None:
             pipe.expire(key, math.ceil(self.ttl_s))
+            # the index forgets runs as their hashes expire (give or take a run's length)
+            pipe.zremrangebyscore(self.keys.runs, "-inf", float(now) - self.ttl_s)
+            pipe.expire(self.keys.runs, math.ceil(self.ttl_s))
         if sender_lease_s is not None:
             pipe.set(self.keys.sender(run_id), b"1", px=int(sender_lease_s * 1000))
 
@@ -292,6 +297,19 @@ class RunStore:
             Awaitable[list[bytes | None]], self.redis.hmget(self.keys.partials(run_id), indexes)
         )
         return [entry for entry in found if entry is not None]
+
+    async def recent(self, limit: int) -> list[RunStatus]:
+        """Return up to ``limit`` runs, newest first (runs whose hash expired are skipped)."""
+        run_ids = [r.decode() for r in await self.redis.zrevrange(self.keys.runs, 0, limit - 1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hgetall(self.keys.run(run_id))
+            hashes: list[dict[bytes, bytes]] = await pipe.execute()
+        return [
+            RunStatus.from_hash(run_id, {k.decode(): v.decode() for k, v in raw.items()})
+            for run_id, raw in zip(run_ids, hashes, strict=True)
+            if raw
+        ]
 
     async def read(self, run_id: str) -> RunStatus:
         """Return the run, or raise RunNotFoundError.

@@ -31,6 +31,7 @@ from app.errors import (
     WaitTimeoutError,
 )
 from app.exact import ExactSum
+from app.heartbeat import WorkerInfo, live_workers
 from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
 from app.lease import Lease
 from app.runs import ACTIVE, RunStatus, RunStore
@@ -174,6 +175,14 @@ class Client:
         total = run.total.value() if run.finalised is None else run.finalised.total
         assert total is not None  # a done run has its total
         return RunResult(run.run_id, total, run.count, run.sent, time.perf_counter() - started)
+
+    async def recent_runs(self, limit: int = 20) -> list[RunStatus]:
+        """Return up to ``limit`` runs still retained in Redis, newest first."""
+        return await self.runs.recent(limit)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the live workers of this deployment (those with a fresh heartbeat)."""
+        return await live_workers(self.redis, self.keys)
 
     async def status(self, run_id: str) -> RunStatus:
         """Return a run's stored state; raise RunNotFoundError for an unknown id."""

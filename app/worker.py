@@ -10,8 +10,9 @@ from typing import Any
 from arq.worker import func
 
 from app import codec
-from app.claims import LEASED_AT_CLAIM, ON_RUN_ENDED
+from app.claims import LEASED_AT_CLAIM, ON_RUN_ENDED, WORKER_STATS
 from app.connection import redis_settings
+from app.heartbeat import Heartbeat
 from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key
 from app.lease import Lease
 from app.runs import RunStore
@@ -28,7 +29,7 @@ SHUTDOWN_GRACE_S = 10
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Open what the jobs share: the run store, and the queue waker."""
+    """Open what the jobs share: the run store, the queue waker, the heartbeat."""
     settings: Settings = ctx["settings"]
     keys = Keys(settings.key_prefix)
     ctx["runs"] = RunStore(ctx["redis"], keys, ttl_s=settings.result_ttl_s)
@@ -37,6 +38,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["waker"] = waker
     await waker.start()
+    ctx["heartbeat"] = heartbeat = Heartbeat(ctx["redis"], keys, ctx.get(WORKER_STATS))
+    heartbeat.start()
 
 
 async def job_start(ctx: dict[str, Any]) -> None:
@@ -54,6 +57,8 @@ async def job_end(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Close what :func:`startup` opened."""
+    if "heartbeat" in ctx:
+        await ctx["heartbeat"].stop()
     if "waker" in ctx:
         await ctx["waker"].close()
 

@@ -41,9 +41,17 @@ from tests.harness import (
 
 
 async def run_keys(redis: ArqRedis, settings: Settings) -> list[str]:
-    """Return the test prefix's keys and arq job keys, but the worker's health check."""
+    """Return the test prefix's keys and arq job keys, but the deployment's own: arq's
+    health check, the runs index, and worker heartbeats."""
+    keys = Keys(settings.key_prefix)
     found = await redis.keys(f"{settings.key_prefix}:*") + await redis.keys("arq:job:*")
-    return sorted(key.decode() for key in found if not key.endswith(b":health-check"))
+    return sorted(
+        key
+        for key in (k.decode() for k in found)
+        if not key.endswith(":health-check")
+        and key not in (keys.runs, keys.workers)
+        and not key.startswith(keys.worker(""))
+    )
 
 
 async def settled_keys(redis: ArqRedis, settings: Settings, expected: list[str]) -> list[str]:
@@ -450,14 +458,16 @@ MINIMUM_ACL = (
     "on >s3cret resetkeys ~chunksum-acl:* ~arq:* resetchannels &chunksum-acl:* -@all "
     "+@connection +info +dbsize +get +set +psetex +setex +exists +del +expire +pexpire "
     "+incr +incrby +hset +hsetnx +hget +hgetall +hmget +hvals +hincrby +rpush +lpop +blpop "
-    "+zadd +zrem +zscore +zrangebyscore +zincrby +zscan +zcard +watch +unwatch +multi "
+    "+zadd +zrem +zscore +zrangebyscore +zremrangebyscore +zrevrange +zincrby +zscan +zcard "
+    "+watch +unwatch +multi "
     "+exec +discard +eval +evalsha +script|load +publish +subscribe +unsubscribe"
 )
 
 
 @pytest.mark.timeout(60)
 async def test_minimum_acl_is_enough(settings: Settings) -> None:
-    """The README's minimum ACL lets a worker and a submitter run, status, wait and cancel."""
+    """The README's minimum ACL lets a worker and a submitter run, status, wait and cancel,
+    and an operator list runs and workers."""
     acl = ("--user", "default", "off", "--user", "chunksum", *MINIMUM_ACL.split())
     with RedisServer(extra_args=acl) as server:
         url = f"unix://chunksum:s3cret@{server.socket_path}"
@@ -467,3 +477,7 @@ async def test_minimum_acl_is_enough(settings: Settings) -> None:
             assert result.total == sum(range(1000))
             assert (await client.wait(result.run_id, timeout=5)).total == result.total
             assert (await client.cancel(result.run_id)).status == "done"
+            assert [run.run_id for run in await client.recent_runs()] == [result.run_id]
+            async with asyncio.timeout(5):  # the worker's heartbeat, as the ACL user
+                while not await client.workers():  # noqa: ASYNC110  # Redis state
+                    await asyncio.sleep(0.01)
