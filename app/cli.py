@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import json
-import logging.config
 import math
 import os
 import sys
@@ -85,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     worker = _command(commands, "worker", _worker, "run an arq worker for chunk jobs")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    worker.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="json: one object a line"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port"
+    )
+    worker.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="HOST", help="address for --metrics-port"
+    )
     status = _command(commands, "status", _status, "show a run's state")
     status.add_argument("run_id", metavar="RUN_ID")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -261,13 +269,13 @@ def _print_result(result: RunResult, *, as_json: bool) -> None:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     # imported here, not at the top: only a worker loads job code (the client never does)
-    from arq.logs import default_log_config
-
+    from app import logs, metrics
     from app.claims import ChunksumWorker
     from app.worker import worker_settings
 
-    logging.config.dictConfig(default_log_config(verbose=args.log_level == "debug"))
-    logging.getLogger("arq").setLevel(args.log_level.upper())
+    logs.configure(args.log_level, args.log_format)
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_port, args.metrics_host)
     ChunksumWorker(**worker_settings(settings), burst=args.burst).run()
     return 0
 

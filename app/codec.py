@@ -100,6 +100,18 @@ def sum_parts(parts: object) -> ExactSum:
     return total
 
 
+def count_parts(parts: list[Part]) -> int:
+    """Return how many numbers ``parts`` hold (parts that :func:`sum_parts` accepted)."""
+    count = 0
+    for kind, data in parts:
+        if kind == BIG_KIND:
+            count += len(data)
+        else:
+            raw = data.data if isinstance(data, Packed) else data
+            count += len(raw) // INT_KINDS.get(kind, _FLOAT64).itemsize
+    return count
+
+
 def _sum_part(part: object) -> ExactSum:
     match part:
         case [str() as kind, Packed(data=data) | (bytes() as data)] if kind in INT_KINDS:

@@ -1,15 +1,19 @@
 """The chunk job: sum one chunk exactly and record its partial for the run."""
 
 import asyncio
-from typing import Any
+import logging
+import time
+from typing import Any, cast
 
 from arq.worker import Retry
 
 from app import codec
 from app.connection import LOST_REDIS
 from app.errors import PayloadError
+from app.metrics import CHUNK_SECONDS, CHUNKS, NUMBERS
 from app.runs import Recorded, RunStore
 
+logger = logging.getLogger(__name__)
 MAX_SIMULATED_IO_S = 60.0
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
 RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
@@ -26,6 +30,7 @@ async def sum_chunk(
     Args:
         simulate_io_s: first await this long, as a chunk that waits on I/O would (benchmarks).
     """
+    started = time.perf_counter()
     runs: RunStore = ctx["runs"]
     if not isinstance(run_id, str) or not isinstance(index, int) or isinstance(index, bool):
         raise PayloadError(f"sum_chunk needs run_id: str and index: int, got {run_id!r}, {index!r}")
@@ -36,23 +41,30 @@ async def sum_chunk(
     try:
         partial = codec.sum_parts(parts)
     except PayloadError as exc:
+        CHUNKS.labels("failed").inc()
         await runs.fail_chunk(run_id, index, f"chunk {index} can't be summed: {exc}")
         raise
     except Exception as exc:
         await _retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
         raise
     try:
-        match await runs.record(run_id, index, partial):
-            case Recorded.NOTHING:
-                return False
-            case Recorded.LAST:  # the submitter may be gone: end the run here (written once)
-                await runs.finalise(run_id)
-            case Recorded.ABANDONED:
-                await runs.abandon(run_id)
+        recorded = await runs.record(run_id, index, partial)
+        if recorded is Recorded.LAST:  # the submitter may be gone: end the run here (once)
+            if await runs.finalise(run_id) is None:
+                logger.info("run %s: every chunk summed; this worker wrote the total", run_id)
+        elif recorded is Recorded.ABANDONED:
+            await runs.abandon(run_id)
     except LOST_REDIS as exc:
         # Redis went away: sum the chunk again later (recording it twice counts it once)
+        CHUNKS.labels("retried").inc()
         raise Retry(defer=RETRY_BASE_S * 2 ** (ctx.get("job_try", 1) - 1)) from exc
-    return True
+    count, took_s = codec.count_parts(cast(list[codec.Part], parts)), time.perf_counter() - started
+    CHUNKS.labels("duplicate" if recorded is Recorded.NOTHING else "done").inc()
+    NUMBERS.inc(count)
+    CHUNK_SECONDS.observe(took_s)
+    fields = {"run": run_id, "chunk": index, "count": count, "seconds": round(took_s, 6)}
+    logger.debug("chunk summed", extra={"chunk": fields})
+    return recorded is not Recorded.NOTHING
 
 
 async def _retry_or_fail(
@@ -60,6 +72,8 @@ async def _retry_or_fail(
 ) -> None:
     """Retry a chunk that failed unexpectedly, with backoff; after CHUNK_TRIES, fail the run."""
     if tries < CHUNK_TRIES:
+        CHUNKS.labels("retried").inc()
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
+    CHUNKS.labels("failed").inc()
     message = f"chunk {index} failed {tries} times on the workers, last with {exc!r}"
     await runs.fail_chunk(run_id, index, message)

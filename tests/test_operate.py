@@ -2,7 +2,9 @@
 
 import asyncio
 import json
+import sys
 import time
+import urllib.request
 
 import pytest
 from arq.connections import ArqRedis
@@ -13,7 +15,7 @@ from app.heartbeat import EXPIRES_S, Heartbeat, live_workers
 from app.keys import Keys
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import running_worker
+from tests.harness import ROOT, free_port, process_env, running_worker
 
 
 @pytest.fixture
@@ -108,3 +110,49 @@ async def test_stopping_removes_the_heartbeat(redis: ArqRedis, settings: Setting
             await asyncio.sleep(0.01)
     await heartbeat.stop()
     assert await redis.exists(keys.workers, keys.worker(heartbeat.worker_id)) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_worker_serves_metrics_and_logs_chunks_as_json(
+    settings: Settings, client: Client
+) -> None:
+    """`chunksum worker --metrics-port P --log-format json --log-level debug`: Prometheus
+    counts the chunks and numbers it summed, and each chunk is one JSON log line."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "app.cli", "worker", "--metrics-port", str(port)),
+        *("--log-format", "json", "--log-level", "debug"),
+        env=process_env(settings),
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        result = await client.submit(range(100), chunks=4, timeout=30)
+        done = 'chunksum_chunks_total{outcome="done"} 4.0'
+        async with asyncio.timeout(10):  # the counters move after the partial is in
+            while done not in (text := await scrape(port)):  # noqa: ASYNC110  # over HTTP
+                await asyncio.sleep(0.05)
+        assert "chunksum_numbers_summed_total 100.0" in text
+        assert "chunksum_chunk_duration_seconds_count 4.0" in text
+    finally:
+        process.terminate()
+        _, err = await asyncio.wait_for(process.communicate(), 15)
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    chunks = [line for line in lines if line["message"] == "chunk summed"]
+    assert sorted(line["chunk"] for line in chunks) == [0, 1, 2, 3]
+    assert {line["run"] for line in chunks} == {result.run_id}
+    assert sum(line["count"] for line in chunks) == 100
+
+
+async def scrape(port: int) -> str:
+    """Return the text of http://127.0.0.1:port/metrics ('' while nothing listens)."""
+
+    def get() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                return str(reply.read().decode())
+        except OSError:
+            return ""
+
+    return await asyncio.to_thread(get)
