@@ -40,6 +40,7 @@ from app.worker_processes import WorkerProcesses
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 WATCH_REFRESH_S = 0.5
+DASHBOARD_TOKEN_ENV = "CHUNKSUM_DASHBOARD_TOKEN"  # set: the dashboard may cancel runs
 T = TypeVar("T")
 _JSON_INT_BITS = 14_000  # 10**4214 < 2**14000 < 10**4215: within the 4300-digit limit
 
@@ -105,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     workers = _command(commands, "workers", _workers, "list live workers (from heartbeats)")
     workers.add_argument("--json", action="store_true", help="print JSON lines")
     _command(commands, "health", _health, "exit 0 if Redis answers and a live worker serves")
+    dashboard = _command(commands, "dashboard", _dashboard, "serve the live web dashboard")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    dashboard.add_argument("--port", type=int, default=8000, help="port to listen on")
     result = _command(commands, "result", _result, "print a finished run's total")
     result.add_argument("run_id", metavar="RUN_ID")
     wait = _command(commands, "wait", _wait, "wait for a run to end, then print its total")
@@ -359,6 +363,20 @@ def _workers(args: argparse.Namespace, settings: Settings) -> int:
             f"{now - worker.last_seen:.1f} s ago",
         )
     Console().print(table)
+    return 0
+
+
+def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # imported here: only the dashboard serves HTTP
+
+    from app.dashboard import create_app
+
+    token = os.environ.get(DASHBOARD_TOKEN_ENV) or None
+    mode = "cancelling allowed with the token" if token else "read-only"
+    print(f"chunksum dashboard on http://{args.host}:{args.port}/ ({mode})", file=sys.stderr)
+    uvicorn.run(
+        create_app(settings, token=token), host=args.host, port=args.port, log_level="warning"
+    )
     return 0
 
 

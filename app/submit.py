@@ -184,6 +184,10 @@ class Client:
         """Return the live workers of this deployment (those with a fresh heartbeat)."""
         return await live_workers(self.redis, self.keys)
 
+    async def queue_depth(self) -> int:
+        """Return how many chunk jobs are queued or running, across every run."""
+        return int(await cast(Awaitable[int], self.redis.zcard(self.keys.queue)))
+
     async def status(self, run_id: str) -> RunStatus:
         """Return a run's stored state; raise RunNotFoundError for an unknown id."""
         return await self.runs.read(run_id)
