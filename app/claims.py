@@ -11,6 +11,7 @@ job the other holds.
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from arq.utils import timestamp_ms
@@ -23,6 +24,7 @@ from app.keys import arq_in_progress_key, chunk_of
 from app.runs import RunStore
 from app.settings import Settings
 
+logger = logging.getLogger(__name__)
 # Jobs claimed per round trip: enough to fill a worker quickly, few enough that one worker
 # woken first doesn't take every chunk of a short run while the others watch.
 CLAIM_BATCH = 8
@@ -30,6 +32,7 @@ FULL_WAIT_S = 1.0  # longest a full worker waits for a free slot before arq's ho
 LEASED_AT_CLAIM = "chunksum_leased_at_claim"  # in a worker's ctx: its claims set the lease
 ON_RUN_ENDED = "chunksum_on_run_ended"  # in a worker's ctx: call with (run id, status)
 WORKER_STATS = "chunksum_worker_stats"  # in a worker's ctx: its job counts, for heartbeats
+RUN_STATS = "chunksum_run_stats"  # in a worker's ctx: what it did per run, logged at the end
 STOPPED_WITH = ("cancelled", "failed")  # a run ending so stops its running chunks
 
 # KEYS: the queue, then each job's in-progress key; ARGV: now (ms), expiry (ms), job ids.
@@ -60,7 +63,8 @@ class ChunksumWorker(Worker):
         # the job's lease starts renewing (app.lease) loses the job as soon
         self._lease_ms = int(settings.lease_s * 1000)
         self.ctx[LEASED_AT_CLAIM] = True  # so the job's lease needn't shorten the expiry
-        self.ctx[ON_RUN_ENDED] = self._stop_chunks_of  # for the worker's pub/sub (app.wakeup)
+        self.ctx[ON_RUN_ENDED] = self._run_ended  # for the worker's pub/sub (app.wakeup)
+        self.ctx[RUN_STATS] = {}  # run id -> [chunks, numbers, seconds]: filled by its jobs
         self.ctx[WORKER_STATS] = self._stats  # for its heartbeat (app.heartbeat)
         # No pause between queue reads: an idle read waits for a wake-up (app.wakeup), and a
         # full worker waits for a free slot (below). arq's pause would delay each pick-up.
@@ -138,9 +142,17 @@ class ChunksumWorker(Worker):
         runs: RunStore = self.ctx["runs"]
         await runs.fail_chunk(run_id, index, message)
 
-    def _stop_chunks_of(self, run_id: str, status: str) -> None:
-        """Abort this worker's running chunks of a run that was cancelled or failed: their
-        partials would be refused, and their slots can serve other runs."""
+    def _run_ended(self, run_id: str, status: str) -> None:
+        """Log what this worker did for a run that ended; abort its running chunks of a run
+        that was cancelled or failed (their partials would be refused, and their slots can
+        serve other runs)."""
+        if (done := self.ctx[RUN_STATS].pop(run_id, None)) is not None:
+            chunks, numbers, seconds = done
+            logger.info(
+                "run %s %s: this worker summed %d chunks, %d numbers, in %.3f s of chunk time",
+                *(run_id, status, chunks, numbers, seconds),
+                extra={"chunk": {"run": run_id, "status": status, "chunks": chunks}},
+            )
         if status not in STOPPED_WITH:
             return
         for job_id, task in list(self.job_tasks.items()):

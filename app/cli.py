@@ -317,6 +317,8 @@ async def _watch(client: Client, run_id: str) -> RunStatus:
         while (run := await client.status(run_id)).status in ACTIVE:
             elapsed_s = max(time.time() - run.created_at, 1e-3)
             rate = f"{run.done_chunks / elapsed_s:,.1f} chunks/s"
+            if run.count and run.chunks:  # known once every chunk is enqueued
+                rate += f", {run.count * run.done_chunks / run.chunks / elapsed_s:,.0f} numbers/s"
             progress.update(task, completed=run.done_chunks, total=run.chunks, rate=rate)
             with contextlib.suppress(WaitTimeoutError):  # the refresh interval of the display
                 return await client.wait(run_id, timeout=WATCH_REFRESH_S)

@@ -45,7 +45,14 @@ _RECORD = (
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return 0 end
-if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
+local enqueued = redis.call('HGET', KEYS[1], 'enqueued')
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then
+  -- a repeat; if the run is complete but still active, the worker that recorded the last
+  -- partial died or lost Redis before it finalised: this one does it instead
+  local done = redis.call('HGET', KEYS[1], 'done_chunks')
+  if enqueued and tonumber(done) == tonumber(enqueued) then return 2 end
+  return 0
+end
 redis.call('RPUSH', KEYS[3], ARGV[3])
 local done = redis.call('HINCRBY', KEYS[1], 'done_chunks', 1)
 if status == 'queued' then
@@ -53,7 +60,6 @@ if status == 'queued' then
 end
 expire(KEYS[2])
 expire(KEYS[3])
-local enqueued = redis.call('HGET', KEYS[1], 'enqueued')
 if enqueued then
   if done == tonumber(enqueued) then return 2 end
 elseif redis.call('EXISTS', KEYS[4]) == 0 then
@@ -118,6 +124,7 @@ class RunStatus:
     chunks: int | None
     done_chunks: int
     created_at: float
+    started_at: float | None  # when the first partial came in
     finished_at: float | None
     error: str | None
 
@@ -129,6 +136,9 @@ class RunStatus:
         def number(name: str) -> int | None:
             return int(fields[name]) if fields.get(name) else None
 
+        def moment(name: str) -> float | None:
+            return float(fields[name]) if fields.get(name) else None
+
         return cls(
             run_id=run_id,
             status=fields["status"],
@@ -137,7 +147,8 @@ class RunStatus:
             chunks=number("chunks"),
             done_chunks=int(fields.get("done_chunks", 0)),
             created_at=float(fields["created_at"]),
-            finished_at=float(fields["finished_at"]) if fields.get("finished_at") else None,
+            started_at=moment("started_at"),
+            finished_at=moment("finished_at"),
             error=fields.get("error"),
         )
 

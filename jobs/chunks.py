@@ -8,6 +8,7 @@ from typing import Any, cast
 from arq.worker import Retry
 
 from app import codec
+from app.claims import RUN_STATS
 from app.connection import LOST_REDIS
 from app.errors import PayloadError
 from app.metrics import CHUNK_SECONDS, CHUNKS, NUMBERS
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 MAX_SIMULATED_IO_S = 60.0
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
 RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
+MAX_TALLIED_RUNS = 1000  # runs a worker keeps a tally of until it hears they ended
 
 
 async def sum_chunk(
@@ -47,24 +49,40 @@ async def sum_chunk(
     except Exception as exc:
         await _retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
         raise
+    tries = ctx.get("job_try", 1)
     try:
         recorded = await runs.record(run_id, index, partial)
+        count = codec.count_parts(cast(list[codec.Part], parts))
+        _account(ctx, run_id, index, count, time.perf_counter() - started, recorded)
         if recorded is Recorded.LAST:  # the submitter may be gone: end the run here (once)
             if await runs.finalise(run_id) is None:
                 logger.info("run %s: every chunk summed; this worker wrote the total", run_id)
         elif recorded is Recorded.ABANDONED:
             await runs.abandon(run_id)
     except LOST_REDIS as exc:
-        # Redis went away: sum the chunk again later (recording it twice counts it once)
+        # Redis went away: run the chunk again later (recorded twice, it counts once, and
+        # the last one's retry finalises the run all the same)
         CHUNKS.labels("retried").inc()
-        raise Retry(defer=RETRY_BASE_S * 2 ** (ctx.get("job_try", 1) - 1)) from exc
-    count, took_s = codec.count_parts(cast(list[codec.Part], parts)), time.perf_counter() - started
+        raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
+    return recorded is not Recorded.NOTHING
+
+
+def _account(
+    ctx: dict[str, Any], run_id: str, index: int, count: int, took_s: float, recorded: Recorded
+) -> None:
+    """Count a summed chunk in the metrics, the debug log and the worker's per-run tally."""
     CHUNKS.labels("duplicate" if recorded is Recorded.NOTHING else "done").inc()
     NUMBERS.inc(count)
     CHUNK_SECONDS.observe(took_s)
     fields = {"run": run_id, "chunk": index, "count": count, "seconds": round(took_s, 6)}
     logger.debug("chunk summed", extra={"chunk": fields})
-    return recorded is not Recorded.NOTHING
+    per_run = ctx.get(RUN_STATS)
+    if per_run is None or recorded is Recorded.NOTHING:  # not a ChunksumWorker, or a repeat
+        return
+    if run_id not in per_run and len(per_run) >= MAX_TALLIED_RUNS:  # an end we never heard
+        per_run.pop(next(iter(per_run)))
+    done = per_run.setdefault(run_id, [0, 0, 0.0])
+    done[0], done[1], done[2] = done[0] + 1, done[1] + count, done[2] + took_s
 
 
 async def _retry_or_fail(

@@ -117,7 +117,8 @@ async def test_worker_serves_metrics_and_logs_chunks_as_json(
     settings: Settings, client: Client
 ) -> None:
     """`chunksum worker --metrics-port P --log-format json --log-level debug`: Prometheus
-    counts the chunks and numbers it summed, and each chunk is one JSON log line."""
+    counts the chunks and numbers it summed, each chunk is one JSON log line, and the run's
+    end one summary line at info."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -143,6 +144,8 @@ async def test_worker_serves_metrics_and_logs_chunks_as_json(
     assert sorted(line["chunk"] for line in chunks) == [0, 1, 2, 3]
     assert {line["run"] for line in chunks} == {result.run_id}
     assert sum(line["count"] for line in chunks) == 100
+    (summary,) = [line for line in lines if line["message"].startswith(f"run {result.run_id}")]
+    assert (summary["level"], summary["status"], summary["chunks"]) == ("info", "done", 4)
 
 
 async def scrape(port: int) -> str:

@@ -328,3 +328,16 @@ async def test_remove_no_jobs_is_a_no_op(store: RunStore, fake_redis: FakeAsyncR
     await fake_redis.zadd(KEYS.queue, {job_id(RUN, 0): 0})
     await store.remove_jobs(RUN, [])
     assert await fake_redis.zcard(KEYS.queue) == 1
+
+
+async def test_repeat_of_a_complete_runs_chunk_finalises_it(store: RunStore) -> None:
+    """If the worker that recorded a sealed run's last partial died before finalising, the
+    chunk's rerun is told it is last, so that the run still ends; once it has, repeats do
+    nothing."""
+    await store.create(RUN, chunks=2, count=2)
+    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.RECORDED
+    assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.LAST  # then it died
+    assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.LAST  # the rerun
+    assert await store.finalise(RUN) is None
+    assert (await store.read(RUN)).total == 3
+    assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.NOTHING
