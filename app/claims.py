@@ -33,6 +33,7 @@ LEASED_AT_CLAIM = "chunksum_leased_at_claim"  # in a worker's ctx: its claims se
 ON_RUN_ENDED = "chunksum_on_run_ended"  # in a worker's ctx: call with (run id, status)
 WORKER_STATS = "chunksum_worker_stats"  # in a worker's ctx: its job counts, for heartbeats
 RUN_STATS = "chunksum_run_stats"  # in a worker's ctx: what it did per run, logged at the end
+AWAIT_RUN_END = "chunksum_await_run_end"  # in a worker's ctx: wait (bounded) for a run's end
 STOPPED_WITH = ("cancelled", "failed")  # a run ending so stops its running chunks
 
 # KEYS: the queue, then each job's in-progress key; ARGV: now (ms), expiry (ms), job ids.
@@ -65,6 +66,8 @@ class ChunksumWorker(Worker):
         self.ctx[LEASED_AT_CLAIM] = True  # so the job's lease needn't shorten the expiry
         self.ctx[ON_RUN_ENDED] = self._run_ended  # for the worker's pub/sub (app.wakeup)
         self.ctx[RUN_STATS] = {}  # run id -> [chunks, numbers, seconds]: filled by its jobs
+        self.ctx[AWAIT_RUN_END] = self._await_run_end
+        self._run_ends: dict[str, asyncio.Event] = {}  # runs whose end a job waits for
         self.ctx[WORKER_STATS] = self._stats  # for its heartbeat (app.heartbeat)
         # No pause between queue reads: an idle read waits for a wake-up (app.wakeup), and a
         # full worker waits for a free slot (below). arq's pause would delay each pick-up.
@@ -142,10 +145,25 @@ class ChunksumWorker(Worker):
         runs: RunStore = self.ctx["runs"]
         await runs.fail_chunk(run_id, index, message)
 
+    async def _await_run_end(self, run_id: str, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a run to end; return whether it has."""
+        # the run can't end before its last partial, which the job calling this has just
+        # recorded, reaches the submitter: listening now, it hears the end (or, where the
+        # end is read first from a busy socket, waits the timeout out and finds it ended)
+        ended = self._run_ends.setdefault(run_id, asyncio.Event())
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), timeout_s)
+            return ended.is_set()
+        finally:
+            self._run_ends.pop(run_id, None)
+
     def _run_ended(self, run_id: str, status: str) -> None:
-        """Log what this worker did for a run that ended; abort its running chunks of a run
-        that was cancelled or failed (their partials would be refused, and their slots can
-        serve other runs)."""
+        """Log what this worker did for a run that ended; wake its jobs waiting for that;
+        abort its running chunks of a run that was cancelled or failed (their partials would
+        be refused, and their slots can serve other runs)."""
+        if (ended := self._run_ends.get(run_id)) is not None:
+            ended.set()
         if (done := self.ctx[RUN_STATS].pop(run_id, None)) is not None:
             chunks, numbers, seconds = done
             logger.info(

@@ -8,7 +8,7 @@ from typing import Any, cast
 from arq.worker import Retry
 
 from app import codec
-from app.claims import RUN_STATS
+from app.claims import AWAIT_RUN_END, RUN_STATS
 from app.connection import LOST_REDIS
 from app.errors import PayloadError
 from app.metrics import CHUNK_SECONDS, CHUNKS, NUMBERS
@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 MAX_SIMULATED_IO_S = 60.0
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
 RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
+FINALISE_GRACE_S = 2.0  # how long the submitter has to write a complete run's total
 MAX_TALLIED_RUNS = 1000  # runs a worker keeps a tally of until it hears they ended
 
 
@@ -54,9 +55,8 @@ async def sum_chunk(
         recorded = await runs.record(run_id, index, partial)
         count = codec.count_parts(cast(list[codec.Part], parts))
         _account(ctx, run_id, index, count, time.perf_counter() - started, recorded)
-        if recorded is Recorded.LAST:  # the submitter may be gone: end the run here (once)
-            if await runs.finalise(run_id) is None:
-                logger.info("run %s: every chunk summed; this worker wrote the total", run_id)
+        if recorded is Recorded.LAST:
+            await _finalise_unless_ended(ctx, runs, run_id)
         elif recorded is Recorded.ABANDONED:
             await runs.abandon(run_id)
     except LOST_REDIS as exc:
@@ -65,6 +65,18 @@ async def sum_chunk(
         CHUNKS.labels("retried").inc()
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
     return recorded is not Recorded.NOTHING
+
+
+async def _finalise_unless_ended(ctx: dict[str, Any], runs: RunStore, run_id: str) -> None:
+    """Write the total of a run whose last partial this job recorded, unless its submitter
+    does so within FINALISE_GRACE_S (a ChunksumWorker hears of the run's end; another worker
+    finalises at once). Written once either way; waiting spares the worker re-reading every
+    partial in the usual case, where the submitter is alive and a moment away from it."""
+    await_end = ctx.get(AWAIT_RUN_END)
+    if await_end is not None and await await_end(run_id, FINALISE_GRACE_S):
+        return
+    if await runs.finalise(run_id) is None:
+        logger.info("run %s: every chunk summed; this worker wrote the total", run_id)
 
 
 def _account(
