@@ -394,8 +394,8 @@ async def test_ctrl_c_on_submit_cancels_the_run(settings: Settings, client: Clie
         while await client.redis.zcard(client.keys.queue) < 4:  # noqa: ASYNC110  # Redis state
             await asyncio.sleep(0.01)
     process.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 130
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, err.decode()
     assert "interrupted; the run was cancelled" in err.decode()
     (run_key,) = await client.redis.keys(client.keys.run("*"))
     run = await client.status(run_key.decode().rsplit(":", 1)[1])

@@ -127,7 +127,7 @@ async def test_page_shows_a_run_reach_100_percent_with_its_total(
                     range(1, 10_001), chunks=8, simulate_io_s=0.3, timeout=30
                 )
                 row = page.locator(f'tr[data-run-id="{result.run_id}"]')
-                await row.locator(".percent", has_text="100%").wait_for(timeout=15_000)
+                await row.locator(".percent", has_text="100%").wait_for(timeout=30_000)
                 assert await row.locator(".total").inner_text() == "50005000"
                 assert await page.locator("#nworkers").inner_text() == "1"
             # the README's picture: CHUNKSUM_SCREENSHOT=docs/dashboard.png pytest -k page
