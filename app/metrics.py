@@ -6,7 +6,11 @@
 
 from prometheus_client import Counter, Histogram, start_http_server
 
-CHUNKS = Counter("chunksum_chunks", "Chunks summed and recorded by this worker", ["outcome"])
+CHUNKS = Counter("chunksum_chunks", "Chunks this worker finished, by outcome", ["outcome"])
+# bound once: labels() takes a lock and a lookup on each call
+DONE, DUPLICATE, RETRIED, FAILED = (
+    CHUNKS.labels(outcome) for outcome in ("done", "duplicate", "retried", "failed")
+)
 NUMBERS = Counter("chunksum_numbers_summed", "Numbers summed by this worker")
 CHUNK_SECONDS = Histogram(
     "chunksum_chunk_duration_seconds",

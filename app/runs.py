@@ -5,9 +5,10 @@ active state. Only an active run accepts partials, and only once per chunk index
 chunk run twice (a retry, a duplicate delivery) never counts twice. The total is written
 once, after every chunk's partial has arrived: by the submitter, or, if the submitter
 hasn't within a grace period (jobs.chunks), by the worker that recorded the last partial
-of a *sealed* run (one whose jobs are all enqueued), so that a run outlives its submitter. While a run is not yet sealed, its
-submitter holds a lease (``<prefix>:sender:<run id>``); if that lapses, the run is
-abandoned (failed, its queued jobs removed) by the next worker or reader to notice.
+of a *sealed* run (one whose jobs are all enqueued), so that a run outlives its submitter.
+While a run is not yet sealed, its submitter holds a lease (``<prefix>:sender:<run id>``);
+if that lapses, the run is abandoned (failed, its queued jobs removed) by the next worker or
+reader to notice.
 """
 
 import enum

@@ -11,7 +11,7 @@ from app import codec
 from app.claims import AWAIT_RUN_END, RUN_STATS
 from app.connection import LOST_REDIS
 from app.errors import PayloadError
-from app.metrics import CHUNK_SECONDS, CHUNKS, NUMBERS
+from app.metrics import CHUNK_SECONDS, DONE, DUPLICATE, FAILED, NUMBERS, RETRIED
 from app.runs import Recorded, RunStore
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ async def sum_chunk(
     try:
         partial = codec.sum_parts(parts)
     except PayloadError as exc:
-        CHUNKS.labels("failed").inc()
+        FAILED.inc()
         await runs.fail_chunk(run_id, index, f"chunk {index} can't be summed: {exc}")
         raise
     except Exception as exc:
@@ -62,7 +62,7 @@ async def sum_chunk(
     except LOST_REDIS as exc:
         # Redis went away: run the chunk again later (recorded twice, it counts once, and
         # the last one's retry finalises the run all the same)
-        CHUNKS.labels("retried").inc()
+        RETRIED.inc()
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
     return recorded is not Recorded.NOTHING
 
@@ -83,7 +83,7 @@ def _account(
     ctx: dict[str, Any], run_id: str, index: int, count: int, took_s: float, recorded: Recorded
 ) -> None:
     """Count a summed chunk in the metrics, the debug log and the worker's per-run tally."""
-    CHUNKS.labels("duplicate" if recorded is Recorded.NOTHING else "done").inc()
+    (DUPLICATE if recorded is Recorded.NOTHING else DONE).inc()
     NUMBERS.inc(count)
     CHUNK_SECONDS.observe(took_s)
     fields = {"run": run_id, "chunk": index, "count": count, "seconds": round(took_s, 6)}
@@ -102,8 +102,8 @@ async def _retry_or_fail(
 ) -> None:
     """Retry a chunk that failed unexpectedly, with backoff; after CHUNK_TRIES, fail the run."""
     if tries < CHUNK_TRIES:
-        CHUNKS.labels("retried").inc()
+        RETRIED.inc()
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
-    CHUNKS.labels("failed").inc()
+    FAILED.inc()
     message = f"chunk {index} failed {tries} times on the workers, last with {exc!r}"
     await runs.fail_chunk(run_id, index, message)
