@@ -292,9 +292,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(_status_fields(run)))
         return 0
-    for name, value in _status_fields(run).items():
-        if value is not None:
-            print(f"{name:<12}{value}")
+    fields = {name: value for name, value in _status_fields(run).items() if value is not None}
+    width = max(map(len, fields)) + 2
+    for name, value in fields.items():
+        print(f"{name:<{width}}{value}")
     return 0
 
 

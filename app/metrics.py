@@ -14,7 +14,7 @@ DONE, DUPLICATE, RETRIED, FAILED = (
 NUMBERS = Counter("chunksum_numbers_summed", "Numbers summed by this worker")
 CHUNK_SECONDS = Histogram(
     "chunksum_chunk_duration_seconds",
-    "Time from a chunk job's start to its partial being recorded",
+    "Time from a chunk job's start to its sum being done (before it is recorded)",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0),
 )
 

@@ -39,7 +39,9 @@ local function expire(key)
 end
 """
 
-# KEYS: run, partials, inbox, sender. ARGV: ttl, chunk index, inbox entry, now.
+# KEYS: run, partials, inbox, sender. ARGV: ttl, chunk index, inbox entry, now, the
+# chunk's seconds (added to the run's chunk_seconds, and kept in chunk_seconds_max if the
+# longest yet).
 # Returns a Recorded value: the run's 'enqueued' field is set once every job is enqueued.
 _RECORD = (
     _EXPIRE
@@ -56,6 +58,10 @@ if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then
 end
 redis.call('RPUSH', KEYS[3], ARGV[3])
 local done = redis.call('HINCRBY', KEYS[1], 'done_chunks', 1)
+redis.call('HINCRBYFLOAT', KEYS[1], 'chunk_seconds', ARGV[5])
+if tonumber(ARGV[5]) > tonumber(redis.call('HGET', KEYS[1], 'chunk_seconds_max') or '0') then
+  redis.call('HSET', KEYS[1], 'chunk_seconds_max', ARGV[5])
+end
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4])
 end
@@ -69,6 +75,14 @@ end
 return 1
 """
 )
+
+# KEYS: run. Counts a chunk retry on an active run (never recreating an expired hash).
+_RETRIED = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'running' then
+  redis.call('HINCRBY', KEYS[1], 'retried_chunks', 1)
+end
+"""
 
 # KEYS: run, partials, inbox, sender. ARGV: chunks enqueued, numbers in them. Marks an active
 # run's jobs all enqueued (its submitter's lease is no longer needed) and returns its status
@@ -128,6 +142,9 @@ class RunStatus:
     started_at: float | None  # when the first partial came in
     finished_at: float | None
     error: str | None
+    chunk_seconds: float | None = None  # summed over the chunks recorded
+    chunk_seconds_max: float | None = None  # the longest chunk
+    retried_chunks: int = 0  # chunk runs that failed and were tried again
 
     @classmethod
     def from_hash(cls, run_id: str, fields: dict[str, str]) -> "RunStatus":
@@ -151,6 +168,9 @@ class RunStatus:
             started_at=moment("started_at"),
             finished_at=moment("finished_at"),
             error=fields.get("error"),
+            chunk_seconds=moment("chunk_seconds"),
+            chunk_seconds_max=moment("chunk_seconds_max"),
+            retried_chunks=int(fields.get("retried_chunks", 0)),
         )
 
 
@@ -163,6 +183,7 @@ class RunStore:
         self.ttl_s = ttl_s
         self._ttl = "" if ttl_s is None else str(math.ceil(ttl_s))
         self._record = redis.register_script(_RECORD)
+        self._retried = redis.register_script(_RETRIED)
         self._end = redis.register_script(_END)
 
     async def create(self, run_id: str, *, chunks: int, count: int | None = None) -> None:
@@ -203,10 +224,16 @@ class RunStore:
         keys = self.keys.run_keys(run_id)
         pipe.eval(_SEAL, len(keys), *keys, chunks, "" if count is None else count)
 
-    async def record(self, run_id: str, index: int, partial: ExactSum) -> "Recorded":
-        """Record chunk ``index``'s partial once; say what that did (see :class:`Recorded`)."""
+    async def record(
+        self, run_id: str, index: int, partial: ExactSum, *, seconds: float = 0.0
+    ) -> "Recorded":
+        """Record chunk ``index``'s partial once; say what that did (see :class:`Recorded`).
+
+        Args:
+            seconds: how long the chunk took, for the run's chunk timings.
+        """
         entry = codec.dumps([index, partial.to_wire()])
-        args: list[str | int | bytes] = [self._ttl, index, entry, _now()]
+        args: list[str | int | bytes] = [self._ttl, index, entry, _now(), f"{seconds:.6f}"]
         return Recorded(await self._record(keys=self.keys.run_keys(run_id), args=args))
 
     async def finalise(self, run_id: str) -> str | None:
@@ -240,6 +267,10 @@ class RunStore:
         ended = await self.end(run_id, "failed", error=error)
         await self.remove_jobs(run_id, await self.queued_indexes(run_id))
         return ended
+
+    async def note_retry(self, run_id: str) -> None:
+        """Count a chunk run that failed and will be tried again, if the run is active."""
+        await self._retried(keys=[self.keys.run(run_id)], args=[])
 
     async def fail_chunk(self, run_id: str, index: int, message: str) -> None:
         """Fail the run because chunk ``index`` can't be summed, and tell the submitter."""

@@ -52,9 +52,10 @@ async def sum_chunk(
         raise
     tries = ctx.get("job_try", 1)
     try:
-        recorded = await runs.record(run_id, index, partial)
+        took_s = time.perf_counter() - started
+        recorded = await runs.record(run_id, index, partial, seconds=took_s)
         count = codec.count_parts(cast(list[codec.Part], parts))
-        _account(ctx, run_id, index, count, time.perf_counter() - started, recorded)
+        _account(ctx, run_id, index, count, took_s, recorded)
         if recorded is Recorded.LAST:
             await _finalise_unless_ended(ctx, runs, run_id)
         elif recorded is Recorded.ABANDONED:
@@ -103,6 +104,7 @@ async def _retry_or_fail(
     """Retry a chunk that failed unexpectedly, with backoff; after CHUNK_TRIES, fail the run."""
     if tries < CHUNK_TRIES:
         RETRIED.inc()
+        await runs.note_retry(run_id)
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
     FAILED.inc()
     message = f"chunk {index} failed {tries} times on the workers, last with {exc!r}"

@@ -341,3 +341,18 @@ async def test_repeat_of_a_complete_runs_chunk_finalises_it(store: RunStore) -> 
     assert await store.finalise(RUN) is None
     assert (await store.read(RUN)).total == 3
     assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.NOTHING
+
+
+async def test_chunk_timings_and_retries_add_up(store: RunStore) -> None:
+    """A run sums its chunks' seconds and keeps the longest; retries count while it is
+    active, and not after."""
+    await store.create(RUN, chunks=3)
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0), seconds=0.25)
+    await store.record(RUN, 1, ExactSum.of(1, 0, 0), seconds=1.5)
+    await store.record(RUN, 1, ExactSum.of(1, 0, 0), seconds=9.0)  # a repeat: not counted
+    await store.note_retry(RUN)
+    run = await store.read(RUN)
+    assert (run.chunk_seconds, run.chunk_seconds_max, run.retried_chunks) == (1.75, 1.5, 1)
+    await store.end(RUN, "cancelled")
+    await store.note_retry(RUN)
+    assert (await store.read(RUN)).retried_chunks == 1

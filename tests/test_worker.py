@@ -384,11 +384,13 @@ def failing_sum_parts(failures: int) -> Any:
 async def test_transient_chunk_failure_is_retried(
     client: Client, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A chunk that raises unexpectedly is retried with backoff, and the total stays exact."""
+    """A chunk that raises unexpectedly is retried with backoff, the total stays exact, and
+    the run counts the retries."""
     monkeypatch.setattr("jobs.chunks.RETRY_BASE_S", 0.01)
     monkeypatch.setattr(codec, "sum_parts", failing_sum_parts(2))
     result = await client.submit(range(100), chunks=1, timeout=20)
     assert result.total == 4950
+    assert (await client.status(result.run_id)).retried_chunks == 2
 
 
 @pytest.mark.timeout(30)
