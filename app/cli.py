@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
@@ -162,12 +163,21 @@ def _add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scale", type=float, default=1.0, metavar="F", help="multiply workload sizes by F"
     )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="instead: chunks/s for 1, 2, 4 and 8 workers (see --counts), CPU- and I/O-bound",
+    )
+    parser.add_argument("--counts", default="1,2,4,8", metavar="1,2,4", help="with --scaling")
+    parser.add_argument("--plot", metavar="PNG", help="with --scaling: draw the curve here")
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     # imported here: the bench pulls in its workloads and baselines, which other commands don't need
     from app.bench import BenchOptions, parse_only, run_bench
 
+    if args.scaling:
+        return _bench_scaling(args, settings)
     options = BenchOptions(
         workers=args.workers,
         repeat=args.repeat,
@@ -176,6 +186,29 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         as_json=args.json,
     )
     return run_bench(options, settings)
+
+
+def _bench_scaling(args: argparse.Namespace, settings: Settings) -> int:
+    from app import bench_scaling
+    from app.keys import BENCH_PREFIX
+
+    try:
+        counts = tuple(int(count) for count in args.counts.split(","))
+    except ValueError as exc:
+        raise SettingsError(
+            f"--counts takes worker counts, e.g. 1,2,4,8, not {args.counts!r}"
+        ) from exc
+    with contextlib.ExitStack() as stack:
+        if settings.redis_url is None:
+            settings = replace(settings, redis_url=stack.enter_context(RedisServer()).url)
+        settings = replace(settings, key_prefix=BENCH_PREFIX)
+        points = bench_scaling.measure_scaling(
+            settings, counts=counts, repeat=args.repeat, scale=args.scale
+        )
+    print(bench_scaling.render(points, as_json=args.json))
+    if args.plot:
+        bench_scaling.plot(points, Path(args.plot))
+    return 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -155,3 +155,24 @@ def test_bad_options_are_refused(options: dict[str, object], message: str) -> No
     """Bad --workers, --scale and --only values raise SettingsError naming the option."""
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("]", r"\]")):
         BenchOptions(**options)  # type: ignore[arg-type]  # the values vary by case
+
+
+@pytest.mark.timeout(120)
+def test_scaling_measures_both_kinds_and_plots(
+    settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`bench --scaling` times CPU- and I/O-bound chunks for each worker count, exactly, and
+    draws the curve."""
+    assert settings.redis_url is not None
+    plot = tmp_path / "scaling.png"
+    args = ["bench", "--scaling", "--counts", "1,2", "--repeat", "1", "--scale", "0.01"]
+    assert main([*args, "--json", "--plot", str(plot), "--redis-url", settings.redis_url]) == 0
+    points = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert sorted((p["kind"], p["workers"]) for p in points) == [
+        ("cpu", 1),
+        ("cpu", 2),
+        ("io", 1),
+        ("io", 2),
+    ]
+    assert all(p["chunks_per_s"] > 0 for p in points)
+    assert plot.read_bytes().startswith(b"\x89PNG")

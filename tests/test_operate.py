@@ -2,15 +2,19 @@
 
 import asyncio
 import json
+import os
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 
 import pytest
 from arq.connections import ArqRedis
 from fakeredis import FakeAsyncRedis
 
+from app.bench_scaling import ScalingPoint, render
 from app.cli import main
+from app.exact import ExactSum
 from app.heartbeat import EXPIRES_S, Heartbeat, live_workers
 from app.keys import Keys
 from app.settings import Settings
@@ -18,71 +22,81 @@ from app.submit import Client
 from tests.harness import ROOT, free_port, process_env, running_worker
 
 
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Point main() at the test's Redis and key prefix, as a deployment's environment would."""
-    for name, value in settings.to_env().items():
-        monkeypatch.setenv(name, value)
-    return settings
+@dataclass(frozen=True)
+class Ran:
+    """A finished `chunksum` subprocess."""
+
+    code: int
+    out: str
+    err: str
 
 
-async def cli(*args: str) -> int:
-    """Run main() off the event loop (it runs its own), as the console script would."""
-    return await asyncio.to_thread(main, list(args))
+async def cli(settings: Settings, *args: str) -> Ran:
+    """Run `chunksum ARGS` in a subprocess with the deployment's environment (``settings``)."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "app.cli", *args),
+        env=process_env(settings),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
 
 
-async def test_runs_lists_recent_runs_newest_first(
-    cli_env: Settings, client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_runs_lists_recent_runs_newest_first(settings: Settings, client: Client) -> None:
     """`runs --json` lists every run, newest first, with status, progress and total."""
-    async with running_worker(cli_env):
+    async with running_worker(settings):
         first = await client.submit(range(10), chunks=2, timeout=30)
         second = await client.submit([0.5, 0.25], chunks=1, timeout=30)
-    assert await cli("runs", "--json") == 0
-    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    ran = await cli(settings, "runs", "--json")
+    assert ran.code == 0
+    listed = [json.loads(line) for line in ran.out.splitlines()]
     assert [run["run_id"] for run in listed] == [second.run_id, first.run_id]
     assert [(run["status"], run["total"], run["done_chunks"]) for run in listed] == [
         ("done", 0.75, 1),
         ("done", 45, 2),
     ]
-    assert await cli("runs", "--limit", "1") == 0
-    table = capsys.readouterr().out
+    ran = await cli(settings, "runs", "--limit", "1")
+    assert ran.code == 0
+    table = ran.out
     assert second.run_id in table
     assert first.run_id not in table
 
 
-async def test_workers_and_health_follow_live_workers(
-    cli_env: Settings, client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_workers_and_health_follow_live_workers(settings: Settings, client: Client) -> None:
     """`health` fails with no worker; a running worker shows in `workers` with its job
     counts and makes `health` pass; a worker that stops leaves the list at once."""
-    assert await cli("health") == 1
-    assert "no live worker" in capsys.readouterr().err
-    async with running_worker(cli_env):
+    ran = await cli(settings, "health")
+    assert (ran.code, "no live worker" in ran.err) == (1, True)
+    async with running_worker(settings):
         await client.submit(range(100), chunks=4, timeout=30)
         async with asyncio.timeout(10):  # until a heartbeat has counted the four jobs
             while [w.done for w in await client.workers()] != [4]:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
-        assert await cli("workers", "--json") == 0
-        (worker,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        ran = await cli(settings, "workers", "--json")
+        assert ran.code == 0
+        (worker,) = [json.loads(line) for line in ran.out.splitlines()]
         assert (worker["done"], worker["failed"], worker["running"]) == (4, 0, 0)
         assert time.time() - worker["last_seen"] < EXPIRES_S
-        assert await cli("health") == 0
-        assert "ok: 1 live worker(s)" in capsys.readouterr().out
+        table = await cli(settings, "workers")
+        assert (table.code, str(worker["pid"]) in table.out) == (0, True)
+        ran = await cli(settings, "health")
+        assert (ran.code, "ok: 1 live worker(s)" in ran.out) == (0, True)
     assert await client.workers() == []
 
 
-async def test_status_watch_returns_when_the_run_ends(
-    cli_env: Settings, client: Client, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_status_watch_returns_when_the_run_ends(settings: Settings, client: Client) -> None:
     """`status RUN_ID --watch` follows a run to its end, then prints its final state."""
-    async with running_worker(cli_env):
+    async with running_worker(settings):
         submit = asyncio.create_task(client.submit(range(10), chunks=2, simulate_io_s=1.0))
         async with asyncio.timeout(10):
             while not (runs := await client.recent_runs(1)):  # noqa: ASYNC110  # Redis state
                 await asyncio.sleep(0.01)
-        assert await cli("status", runs[0].run_id, "--watch", "--json") == 0
-        assert json.loads(capsys.readouterr().out)["status"] == "done"
+        ran = await cli(settings, "status", runs[0].run_id, "--watch", "--json")
+        assert ran.code == 0
+        assert json.loads(ran.out)["status"] == "done"
         assert (await submit).total == 45
 
 
@@ -159,3 +173,43 @@ async def scrape(port: int) -> str:
             return ""
 
     return await asyncio.to_thread(get)
+
+
+def test_tables_print_runs_and_workers(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runs`, `workers` and `health` in this process: the tables show a stored run (total,
+    count, took) and a worker's heartbeat, and `--counts` junk is refused."""
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+
+    async def seed() -> tuple[str, Heartbeat]:
+        async with Client(settings) as client:
+            await client.runs.create("seeded", chunks=1, count=3)
+            await client.runs.finish("seeded", ExactSum.of(6, 0, 0), count=3, chunks=1)
+            heartbeat = Heartbeat(client.redis, client.keys, lambda: {"done": 7})
+            await heartbeat.beat()
+            return "seeded", heartbeat
+
+    run_id, _ = asyncio.run(seed())
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    assert run_id in out
+    assert "done" in out
+    assert main(["workers"]) == 0
+    assert str(os.getpid()) in capsys.readouterr().out
+    assert main(["health"]) == 0
+    assert main(["bench", "--scaling", "--counts", "one,two"]) == 1
+    assert "--counts takes worker counts" in capsys.readouterr().err
+
+
+def test_scaling_table_compares_with_one_worker() -> None:
+    """The scaling table gives each worker count's speed-up over the first."""
+    points = [
+        ScalingPoint("cpu", 1, (1.0,), 100, 1000),
+        ScalingPoint("cpu", 2, (0.5,), 100, 1000),
+        ScalingPoint("io", 1, (2.0,), 10, 10),
+    ]
+    table = render(points, as_json=False)
+    assert "x2.00" in table
+    assert "I/O-bound" in table
