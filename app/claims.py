@@ -29,11 +29,10 @@ logger = logging.getLogger(__name__)
 # woken first doesn't take every chunk of a short run while the others watch.
 CLAIM_BATCH = 8
 FULL_WAIT_S = 1.0  # longest a full worker waits for a free slot before arq's housekeeping
-LEASED_AT_CLAIM = "chunksum_leased_at_claim"  # in a worker's ctx: its claims set the lease
-ON_RUN_ENDED = "chunksum_on_run_ended"  # in a worker's ctx: call with (run id, status)
-WORKER_STATS = "chunksum_worker_stats"  # in a worker's ctx: its job counts, for heartbeats
-RUN_STATS = "chunksum_run_stats"  # in a worker's ctx: what it did per run, logged at the end
-AWAIT_RUN_END = "chunksum_await_run_end"  # in a worker's ctx: wait (bounded) for a run's end
+# In a ChunksumWorker's ctx, the worker itself: its hooks (app.worker) and jobs (jobs.chunks)
+# use it where there is one, and do without under a plain arq worker
+WORKER = "chunksum_worker"
+MAX_TALLIED_RUNS = 1000  # runs a worker keeps a tally of until it hears they ended
 STOPPED_WITH = ("cancelled", "failed")  # a run ending so stops its running chunks
 
 # KEYS: the queue, then each job's in-progress key; ARGV: now (ms), expiry (ms), job ids.
@@ -63,12 +62,9 @@ class ChunksumWorker(Worker):
         # claimed with a lease's expiry, not arq's job timeout + 10 s: a worker killed before
         # the job's lease starts renewing (app.lease) loses the job as soon
         self._lease_ms = int(settings.lease_s * 1000)
-        self.ctx[LEASED_AT_CLAIM] = True  # so the job's lease needn't shorten the expiry
-        self.ctx[ON_RUN_ENDED] = self._run_ended  # for the worker's pub/sub (app.wakeup)
-        self.ctx[RUN_STATS] = {}  # run id -> [chunks, numbers, seconds]: filled by its jobs
-        self.ctx[AWAIT_RUN_END] = self._await_run_end
+        self.ctx[WORKER] = self
         self._run_ends: dict[str, asyncio.Event] = {}  # runs whose end a job waits for
-        self.ctx[WORKER_STATS] = self._stats  # for its heartbeat (app.heartbeat)
+        self._tallies: dict[str, list[float]] = {}  # run id -> [chunks, numbers, seconds]
         # No pause between queue reads: an idle read waits for a wake-up (app.wakeup), and a
         # full worker waits for a free slot (below). arq's pause would delay each pick-up.
         self.poll_delay_s = 0.0
@@ -145,7 +141,14 @@ class ChunksumWorker(Worker):
         runs: RunStore = self.ctx["runs"]
         await runs.fail_chunk(run_id, index, message)
 
-    async def _await_run_end(self, run_id: str, timeout_s: float) -> bool:
+    def tally(self, run_id: str, count: int, seconds: float) -> None:
+        """Count a chunk this worker recorded, for the summary it logs as the run ends."""
+        if run_id not in self._tallies and len(self._tallies) >= MAX_TALLIED_RUNS:
+            self._tallies.pop(next(iter(self._tallies)))  # an end we never heard of
+        done = self._tallies.setdefault(run_id, [0, 0, 0.0])
+        done[0], done[1], done[2] = done[0] + 1, done[1] + count, done[2] + seconds
+
+    async def await_run_end(self, run_id: str, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for a run to end; return whether it has."""
         # the run can't end before its last partial, which the job calling this has just
         # recorded, reaches the submitter: listening now, it hears the end (or, where the
@@ -158,14 +161,14 @@ class ChunksumWorker(Worker):
         finally:
             self._run_ends.pop(run_id, None)
 
-    def _run_ended(self, run_id: str, status: str) -> None:
+    def run_ended(self, run_id: str, status: str) -> None:
         """Log what this worker did for a run that ended; wake its jobs waiting for that;
         abort its running chunks of a run that was cancelled or failed (their partials would
         be refused, and their slots can serve other runs)."""
         if (ended := self._run_ends.get(run_id)) is not None:
             ended.set()
-        if (done := self.ctx[RUN_STATS].pop(run_id, None)) is not None:
-            chunks, numbers, seconds = done
+        if (done := self._tallies.pop(run_id, None)) is not None:
+            chunks, numbers, seconds = int(done[0]), int(done[1]), done[2]
             logger.info(
                 "run %s %s: this worker summed %d chunks, %d numbers, in %.3f s of chunk time",
                 *(run_id, status, chunks, numbers, seconds),
@@ -178,7 +181,8 @@ class ChunksumWorker(Worker):
                 self.aborting_tasks.add(job_id)  # arq then finishes the job as aborted
                 task.cancel()
 
-    def _stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int]:
+        """Return the job counts its heartbeat reports (app.heartbeat)."""
         return {
             "done": self.jobs_complete,
             "failed": self.jobs_failed,

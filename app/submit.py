@@ -20,7 +20,7 @@ from arq.jobs import serialize_job
 
 from app import codec
 from app.chunking import Chunk, Numbers, plan
-from app.connection import LOST_REDIS, connect
+from app.connection import LOST_REDIS, Backoff, connect
 from app.errors import (
     ChunkingError,
     ChunksumError,
@@ -46,7 +46,6 @@ PIPELINE_BYTES = 1 << 20
 FLUSH_AFTER_S = 0.05  # longest an encoded chunk waits in the pipeline for more to come
 MAX_DRAIN = 1000  # inbox entries read per round trip after BLPOP wakes
 RECONNECT_S = 30.0  # how long a submitter rides out an unreachable Redis
-MAX_BACKOFF_S = 2.0
 logger = logging.getLogger(__name__)
 
 
@@ -75,6 +74,7 @@ class _Run:
     sent: int = 0
     done: int = 0
     outage_since: float | None = None  # monotonic time Redis became unreachable
+    backoff: Backoff = field(default_factory=lambda: Backoff("submitter"))
     created: bool = False  # the run hash is in Redis
     finalised: RunStatus | None = None  # the run as a worker ended it, total and all
 
@@ -313,6 +313,7 @@ class Client:
             return
         if run.outage_since is not None:  # back from an outage: a popped entry may be lost
             run.outage_since = None
+            run.backoff.reset()
             entries += await self.runs.partials(run.run_id, sorted(run.pending))
         if not entries:
             await self._check_active(run)
@@ -338,13 +339,12 @@ class Client:
         now = time.monotonic()
         if run.outage_since is None:
             run.outage_since = now
-            logger.warning("run %s: Redis unreachable (%s); retrying", run.run_id, exc)
         elif now - run.outage_since > RECONNECT_S:
             raise RedisUnavailableError(
                 f"lost Redis for over {RECONNECT_S:.0f} s during run {run.run_id} ({exc}); its "
                 f"workers may still finish it: see `chunksum status {run.run_id}` later"
             ) from exc
-        await asyncio.sleep(min(0.1 * 2 ** int(now - run.outage_since), MAX_BACKOFF_S))
+        await run.backoff.wait(exc)
 
     async def _check_active(self, run: _Run) -> None:
         """Raise if the run has failed or was cancelled; take it as it is if a worker has

@@ -10,7 +10,7 @@ from typing import Any
 from arq.worker import func
 
 from app import codec
-from app.claims import LEASED_AT_CLAIM, ON_RUN_ENDED, WORKER_STATS
+from app.claims import WORKER, ChunksumWorker
 from app.connection import redis_settings
 from app.heartbeat import Heartbeat
 from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key
@@ -33,12 +33,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.key_prefix)
     ctx["runs"] = RunStore(ctx["redis"], keys, ttl_s=settings.result_ttl_s)
-    waker = QueueWaker(
-        ctx["redis"], keys, idle_s=settings.worker_poll_s, on_run_ended=ctx.get(ON_RUN_ENDED)
-    )
+    worker: ChunksumWorker | None = ctx.get(WORKER)  # None under `arq app.worker....`
+    on_run_ended = None if worker is None else worker.run_ended
+    waker = QueueWaker(ctx["redis"], keys, idle_s=settings.worker_poll_s, on_run_ended=on_run_ended)
     ctx["waker"] = waker
     await waker.start()
-    ctx["heartbeat"] = heartbeat = Heartbeat(ctx["redis"], keys, ctx.get(WORKER_STATS))
+    stats = None if worker is None else worker.stats
+    ctx["heartbeat"] = heartbeat = Heartbeat(ctx["redis"], keys, stats)
     heartbeat.start()
 
 
@@ -47,7 +48,7 @@ async def job_start(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     key = arq_in_progress_key(ctx["job_id"])
     ctx["lease"] = lease = Lease(ctx["redis"], key, lease_s=settings.lease_s)
-    lease.start(leased=ctx.get(LEASED_AT_CLAIM, False))
+    lease.start(leased=WORKER in ctx)  # a ChunksumWorker claims on a lease
 
 
 async def job_end(ctx: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any, cast
 from arq.worker import Retry
 
 from app import codec
-from app.claims import AWAIT_RUN_END, RUN_STATS
+from app.claims import WORKER, ChunksumWorker
 from app.connection import LOST_REDIS
 from app.errors import PayloadError
 from app.metrics import CHUNK_SECONDS, DONE, DUPLICATE, FAILED, NUMBERS, RETRIED
@@ -19,7 +19,6 @@ MAX_SIMULATED_IO_S = 60.0
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
 RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
 FINALISE_GRACE_S = 2.0  # how long the submitter has to write a complete run's total
-MAX_TALLIED_RUNS = 1000  # runs a worker keeps a tally of until it hears they ended
 
 
 async def sum_chunk(
@@ -73,8 +72,8 @@ async def _finalise_unless_ended(ctx: dict[str, Any], runs: RunStore, run_id: st
     does so within FINALISE_GRACE_S (a ChunksumWorker hears of the run's end; another worker
     finalises at once). Written once either way; waiting spares the worker re-reading every
     partial in the usual case, where the submitter is alive and a moment away from it."""
-    await_end = ctx.get(AWAIT_RUN_END)
-    if await_end is not None and await await_end(run_id, FINALISE_GRACE_S):
+    worker: ChunksumWorker | None = ctx.get(WORKER)
+    if worker is not None and await worker.await_run_end(run_id, FINALISE_GRACE_S):
         return
     if await runs.finalise(run_id) is None:
         logger.info("run %s: every chunk summed; this worker wrote the total", run_id)
@@ -87,15 +86,12 @@ def _account(
     (DUPLICATE if recorded is Recorded.NOTHING else DONE).inc()
     NUMBERS.inc(count)
     CHUNK_SECONDS.observe(took_s)
-    fields = {"run": run_id, "chunk": index, "count": count, "seconds": round(took_s, 6)}
-    logger.debug("chunk summed", extra={"chunk": fields})
-    per_run = ctx.get(RUN_STATS)
-    if per_run is None or recorded is Recorded.NOTHING:  # not a ChunksumWorker, or a repeat
-        return
-    if run_id not in per_run and len(per_run) >= MAX_TALLIED_RUNS:  # an end we never heard
-        per_run.pop(next(iter(per_run)))
-    done = per_run.setdefault(run_id, [0, 0, 0.0])
-    done[0], done[1], done[2] = done[0] + 1, done[1] + count, done[2] + took_s
+    if logger.isEnabledFor(logging.DEBUG):  # the fields are built per chunk otherwise
+        fields = {"run": run_id, "chunk": index, "count": count, "seconds": round(took_s, 6)}
+        logger.debug("chunk summed", extra={"chunk": fields})
+    worker: ChunksumWorker | None = ctx.get(WORKER)
+    if worker is not None and recorded is not Recorded.NOTHING:  # not a repeat
+        worker.tally(run_id, count, took_s)
 
 
 async def _retry_or_fail(
