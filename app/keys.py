@@ -5,22 +5,27 @@ All names start with the deployment's key prefix (``CHUNKSUM_KEY_PREFIX``, defau
 arq adds its own per-job keys (``arq:job:<job id>``, ``arq:in-progress:<job id>``,
 ``arq:retry:<job id>``); chunksum's job ids start with the run id, which is unique.
 
-==============================  ======  ==============================================
-key                             type    holds
-==============================  ======  ==============================================
-``<prefix>:queue``              zset    the arq queue the workers read
-``<prefix>:runs``               zset    run ids by creation time, pruned past retention
-``<prefix>:workers``            zset    worker ids by last heartbeat
-``<prefix>:worker:<worker id>`` hash    a worker's heartbeat: host, pid, job counts
-``<prefix>:wake``               pubsub  a message per enqueued batch: idle workers wake
-``<prefix>:ended:<run id>``     pubsub  the run's final status, when it ends
-``<prefix>:ends``               pubsub  "<run id> <status>" as any run ends: workers stop
-                                        the chunks of a cancelled or failed run
-``<prefix>:run:<run id>``       hash    the run: status, total, counts, timestamps, error
-``<prefix>:partials:<run id>``  hash    chunk index -> exact partial sum (idempotence)
-``<prefix>:inbox:<run id>``     list    partials (and chunk failures) for the submitter
-``<prefix>:sender:<run id>``    string  the submitter's lease, while it still enqueues
-==============================  ======  ==============================================
+================================  ======  ==============================================
+key                               type    holds
+================================  ======  ==============================================
+``<prefix>:queue``                zset    the arq queue the workers read
+``<prefix>:runs``                 zset    run ids by creation time, pruned past retention
+``<prefix>:workers``              zset    worker ids by last heartbeat
+``<prefix>:worker:<worker id>``   hash    a worker's heartbeat: host, pid, job counts
+``<prefix>:wake``                 pubsub  a message per enqueued batch: idle workers wake
+``<prefix>:ended:<run id>``       pubsub  the run's final status, when it ends
+``<prefix>:ends``                 pubsub  "<run id> <status>" as any run ends: workers stop
+                                          the chunks of a cancelled or failed run
+``<prefix>:run:{<run id>}``       hash    the run: status, total, counts, timestamps, error
+``<prefix>:partials:{<run id>}``  hash    chunk index -> exact partial sum (idempotence)
+``<prefix>:inbox:{<run id>}``     list    partials (and chunk failures) for the submitter
+``<prefix>:sender:{<run id>}``    string  the submitter's lease, while it still enqueues
+================================  ======  ==============================================
+
+A run's own keys share the hash tag ``{<run id>}``: on a Redis Cluster they would sit in
+one slot, so the scripts that update them together (app.runs) stay valid there. The queue,
+the indexes and arq's job keys are not tagged: arq itself needs a single Redis (or a
+Sentinel-managed primary), not a Cluster.
 """
 
 from dataclasses import dataclass
@@ -68,19 +73,19 @@ class Keys:
 
     def run(self, run_id: str) -> str:
         """Return the hash that describes a run and, once done, holds its total."""
-        return f"{self.prefix}:run:{run_id}"
+        return f"{self.prefix}:run:{{{run_id}}}"
 
     def partials(self, run_id: str) -> str:
         """Return the hash of chunk index -> encoded partial sum."""
-        return f"{self.prefix}:partials:{run_id}"
+        return f"{self.prefix}:partials:{{{run_id}}}"
 
     def inbox(self, run_id: str) -> str:
         """Return the list through which workers push partials to the submitter."""
-        return f"{self.prefix}:inbox:{run_id}"
+        return f"{self.prefix}:inbox:{{{run_id}}}"
 
     def sender(self, run_id: str) -> str:
         """Return the key a submitter keeps alive (a lease) while it still enqueues chunks."""
-        return f"{self.prefix}:sender:{run_id}"
+        return f"{self.prefix}:sender:{{{run_id}}}"
 
     def ended_channel(self, run_id: str) -> str:
         """Return the pub/sub channel on which a run's end is announced (for `chunksum wait`)."""

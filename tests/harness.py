@@ -99,6 +99,11 @@ async def worker_process(settings: Settings, *args: str) -> AsyncIterator[Any]:
         await asyncio.wait_for(process.wait(), 15)
 
 
+async def run_ids(redis: ArqRedis, keys: Keys) -> list[str]:
+    """Return the ids in a deployment's index of runs, oldest first."""
+    return [run_id.decode() for run_id in await redis.zrange(keys.runs, 0, -1)]
+
+
 async def read_hash(redis: ArqRedis, key: str) -> dict[bytes, bytes]:
     """Return a hash's raw fields (redis-py types HGETALL as maybe-awaitable)."""
     return await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(key))

@@ -14,7 +14,7 @@ from app.keys import Keys, arq_in_progress_key, job_id
 from app.settings import Settings
 from app.submit import Client
 from app.worker import worker_settings
-from tests.harness import running_worker
+from tests.harness import run_ids, running_worker
 
 
 def now_ms() -> int:
@@ -80,9 +80,9 @@ async def test_claim_runs_on_a_lease_from_the_start(
     async with running_worker(settings):
         submit = asyncio.create_task(client.submit(range(10), chunks=1, simulate_io_s=0.5))
         async with asyncio.timeout(10):
-            while not (runs := await redis.keys(client.keys.run("*"))):  # noqa: ASYNC110
+            while not (runs := await run_ids(redis, client.keys)):  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
-            key = arq_in_progress_key(job_id(runs[0].decode().rsplit(":", 1)[1], 0))
+            key = arq_in_progress_key(job_id(runs[0], 0))
             while (ttl := await redis.pttl(key)) < 0:  # noqa: ASYNC110  # Redis state
                 await asyncio.sleep(0.001)
         assert 0 < ttl <= 2000

@@ -23,7 +23,7 @@ from app.keys import Keys
 from app.redis_server import RedisServer
 from app.settings import ENV_PREFIX, Settings
 from app.submit import Client
-from tests.harness import ROOT, free_port, process_env
+from tests.harness import ROOT, free_port, process_env, run_ids
 
 SUBPROCESS_TIMEOUT_S = 60
 PROCFILE_TIMEOUT_S = 30
@@ -397,7 +397,7 @@ async def test_ctrl_c_on_submit_cancels_the_run(settings: Settings, client: Clie
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 130, err.decode()
     assert "interrupted; the run was cancelled" in err.decode()
-    (run_key,) = await client.redis.keys(client.keys.run("*"))
-    run = await client.status(run_key.decode().rsplit(":", 1)[1])
+    (run_id,) = await run_ids(client.redis, client.keys)
+    run = await client.status(run_id)
     assert (run.status, run.total) == ("cancelled", None)
     assert await client.redis.zcard(client.keys.queue) == 0

@@ -11,7 +11,7 @@ from app.keys import arq_in_progress_key, job_id
 from app.lease import Lease
 from app.settings import Settings
 from app.submit import Client, RunResult
-from tests.harness import worker_process
+from tests.harness import run_ids, worker_process
 
 
 async def wait_for_key(redis: ArqRedis, key: str, *, present: bool, timeout_s: float) -> None:
@@ -49,10 +49,9 @@ async def started_chunk(client: Client, redis: ArqRedis, io_s: float) -> asyncio
         client.submit(range(1000), chunks=1, timeout=30, simulate_io_s=io_s)
     )
     async with asyncio.timeout(10):
-        while not await redis.keys(client.keys.run("*")):  # noqa: ASYNC110  # Redis state
+        while not (runs := await run_ids(redis, client.keys)):  # noqa: ASYNC110  # Redis state
             await asyncio.sleep(0.01)
-    (run_key,) = await redis.keys(client.keys.run("*"))
-    run_id = run_key.decode().rsplit(":", 1)[1]
+    (run_id,) = runs
     lease_ms = int(client.settings.lease_s * 1000)
     await wait_for_lease(redis, arq_in_progress_key(job_id(run_id, 0)), lease_ms=lease_ms)
     return submit

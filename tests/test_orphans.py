@@ -11,7 +11,7 @@ from arq.connections import ArqRedis
 
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, process_env, read_hash, running_worker
+from tests.harness import ROOT, process_env, read_hash, run_ids, running_worker
 
 # A submitter in a child process: python -c SUBMITTER <numbers>, where <numbers> is "sized"
 # (range(1000) in 4 slow chunks: sealed at once) or "stream" (a generator that yields a
@@ -45,9 +45,9 @@ async def run_once(redis: ArqRedis, client: Client, field: bytes) -> str:
     """Wait (bounded) until the only run's hash has ``field``; return the run id."""
     async with asyncio.timeout(20):
         while True:
-            for key in await redis.keys(client.keys.run("*")):
-                if field in await read_hash(redis, key.decode()):
-                    return str(key.decode().rsplit(":", 1)[1])
+            for run_id in await run_ids(redis, client.keys):
+                if field in await read_hash(redis, client.keys.run(run_id)):
+                    return run_id
             await asyncio.sleep(0.01)  # Redis state: nothing to wait on
 
 

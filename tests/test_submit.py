@@ -35,6 +35,7 @@ from tests.harness import (
     free_port,
     process_env,
     read_hash,
+    run_ids,
     running_worker,
     worker_process,
 )
@@ -326,8 +327,8 @@ async def queued_run(client: Client, redis: ArqRedis, chunks: int) -> tuple[asyn
     async with asyncio.timeout(10):
         while await redis.zcard(client.keys.queue) < chunks:  # noqa: ASYNC110  # Redis state
             await asyncio.sleep(0.01)
-    (run_key,) = await redis.keys(client.keys.run("*"))
-    return task, run_key.decode().rsplit(":", 1)[1]
+    (run_id,) = await run_ids(redis, client.keys)
+    return task, run_id
 
 
 async def test_cancel_wakes_the_submitter_and_removes_jobs(
@@ -356,7 +357,8 @@ async def test_cancel_stops_running_chunks(
                 await asyncio.sleep(0.01)
         started = time.monotonic()
         async with Client(settings) as other:
-            await other.cancel(await run_id_of(client, redis))
+            (run_id,) = await run_ids(redis, client.keys)
+            await other.cancel(run_id)
         with pytest.raises(RunFailedError, match="cancelled"):
             await asyncio.wait_for(task, 5)
         async with asyncio.timeout(5):
@@ -368,12 +370,6 @@ async def test_cancel_stops_running_chunks(
             while await redis.keys("arq:in-progress:*"):  # noqa: ASYNC110  # Redis state
                 await asyncio.sleep(0.01)
         assert (await client.submit(range(10), timeout=10)).total == 45
-
-
-async def run_id_of(client: Client, redis: ArqRedis) -> str:
-    """Return the id of the one run under the client's prefix."""
-    (run_key,) = await redis.keys(client.keys.run("*"))
-    return str(run_key.decode().rsplit(":", 1)[1])
 
 
 async def test_wait_returns_when_the_run_ends(
