@@ -31,7 +31,7 @@ from app.baseline import (
 )
 from app.bench_report import Report, Results, render
 from app.bench_stream import measure_stream, write_numbers
-from app.connection import connect
+from app.connection import close, connect
 from app.errors import SettingsError
 from app.keys import BENCH_PREFIX
 from app.redis_server import RedisServer
@@ -142,7 +142,7 @@ async def _baselines(
                 results[name]["floor"] = await measure_floor(settings, workload, repeat)
         return await _machine(redis)
     finally:
-        await redis.aclose()
+        await close(redis)
 
 
 async def _machine(redis: Any) -> dict[str, Any]:

@@ -1,12 +1,21 @@
-"""Connect to Redis from a URL: redis://, rediss:// (TLS), unix://, with user and password."""
+"""Connect to Redis from a URL: redis://, rediss:// (TLS), unix://, redis+sentinel://.
+
+A Sentinel URL names the Sentinels and the master's service name, and optionally the
+database: ``redis+sentinel://[user:password@]host:26379[,host:26379...]/mymaster[/0]``.
+The user and password are the master's (the Sentinels are asked without credentials, as
+arq does); every new connection asks the Sentinels where the master is, so clients follow
+a failover on their next reconnect.
+"""
 
 import asyncio
 import logging
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio import Redis
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -18,6 +27,8 @@ from app.keys import Keys
 from app.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
 # What a call raises when Redis is unreachable (restarting, network down): wait and retry
 LOST_REDIS = (RedisConnectionError, RedisTimeoutError, OSError)
 _QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
@@ -46,6 +57,8 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
     ``?ssl_cert_reqs=none`` or ``?ssl_ca_certs=/path/ca.pem`` work as in redis-py.
     """
     url = settings.redis_url or DEFAULT_REDIS_URL
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        return _sentinel_settings(url, conn_retries=conn_retries)
     try:
         opts: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py: untyped
     except ValueError as exc:
@@ -76,6 +89,51 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
     )
 
 
+def is_sentinel(settings: Settings) -> bool:
+    """Return whether the settings' Redis is a Sentinel-managed master."""
+    return (settings.redis_url or "").startswith(SENTINEL_SCHEME + "://")
+
+
+def _sentinel_settings(url: str, *, conn_retries: int) -> RedisSettings:
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    path = [unquote(part) for part in parts.path.split("/") if part]
+    example = "redis+sentinel://:password@sentinel1:26379,sentinel2:26379/mymaster/0"
+    try:
+        sentinels = [_host_port(host) for host in hosts.split(",")]
+        if not 1 <= len(path) <= 2 or parts.query:
+            raise ValueError("expected /<master name>[/<db>] and no query")
+        database = int(path[1]) if len(path) == 2 else 0
+    except ValueError as exc:
+        raise SettingsError(
+            f"REDIS_URL {redact(url)!r} is not a Sentinel URL ({exc}); use e.g. {example}"
+        ) from exc
+    return RedisSettings(
+        host=sentinels,
+        sentinel=True,
+        sentinel_master=path[0],
+        database=database,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        conn_timeout=5,
+        conn_retries=conn_retries,
+        conn_retry_delay=1,
+    )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """Split "host", "host:port", "[v6 address]" or "[v6 address]:port"."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = text.partition(":")
+    if not host:
+        raise ValueError(f"a Sentinel address {text!r} has no host")
+    return host, int(port) if port else SENTINEL_PORT
+
+
 async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
     """Open an arq pool with chunksum's serializer and queue, or raise RedisUnavailableError."""
     url = redact(settings.redis_url or DEFAULT_REDIS_URL)
@@ -98,6 +156,20 @@ async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
         ) from exc
 
 
+async def close(redis: Redis) -> None:
+    """Close a pool that :func:`connect` opened, with its Sentinel connections if any."""
+    await redis.aclose()
+    await close_sentinels(redis)
+
+
+async def close_sentinels(redis: Redis) -> None:
+    """Close the connections a Sentinel-managed pool keeps to the Sentinels (its own
+    ``aclose()`` leaves them open)."""
+    if isinstance(redis.connection_pool, SentinelConnectionPool):
+        for sentinel in redis.connection_pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
 def _is_auth_error(exc: BaseException) -> bool:
     # redis-py reports a wrong password on connect as a plain ConnectionError
     words = ("WRONGPASS", "NOAUTH", "invalid username-password", "invalid password")
@@ -105,10 +177,10 @@ def _is_auth_error(exc: BaseException) -> bool:
 
 
 class Backoff:
-    """Waits between retries while Redis is unreachable: 0.1 s, doubling up to 2 s."""
+    """Waits between retries while Redis is unreachable: 0.1 s, doubling up to 1 s."""
 
     FIRST_S = 0.1
-    MAX_S = 2.0
+    MAX_S = 1.0
 
     def __init__(self, what: str) -> None:
         self.what = what

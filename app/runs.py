@@ -6,7 +6,7 @@ chunk run twice (a retry, a duplicate delivery) never counts twice. The total is
 once, after every chunk's partial has arrived: by the submitter, or, if the submitter
 hasn't within a grace period (jobs.chunks), by the worker that recorded the last partial
 of a *sealed* run (one whose jobs are all enqueued), so that a run outlives its submitter.
-While a run is not yet sealed, its submitter holds a lease (``<prefix>:sender:<run id>``);
+While a run is not yet sealed, its submitter holds a lease (``<prefix>:sender:{<run id>}``);
 if that lapses, the run is abandoned (failed, its queued jobs removed) by the next worker or
 reader to notice.
 """
@@ -24,6 +24,7 @@ from app import codec
 from app.errors import RunNotFoundError
 from app.exact import ExactSum, parse_total, total_text
 from app.keys import Keys, arq_job_key, job_id, job_pattern
+from app.replication import Replicas
 
 ACTIVE = ("queued", "running")
 # The inbox entry a worker leaves on finalising a run: its partials are gone from the inbox
@@ -175,16 +176,22 @@ class RunStatus:
 
 
 class RunStore:
-    """Reads and writes runs for one deployment (one key prefix)."""
+    """Reads and writes runs for one deployment (one key prefix).
 
-    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: float | None) -> None:
+    Args:
+        replicas: the replicas that must have a run's end before :meth:`end` returns.
+    """
+
+    def __init__(
+        self, redis: Redis, keys: Keys, *, ttl_s: float | None, replicas: Replicas | None = None
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
+        self.replicas = replicas or Replicas(0)
         self._ttl = "" if ttl_s is None else str(math.ceil(ttl_s))
         self._record = redis.register_script(_RECORD)
         self._retried = redis.register_script(_RETRIED)
-        self._end = redis.register_script(_END)
 
     async def create(self, run_id: str, *, chunks: int, count: int | None = None) -> None:
         """Store a new queued run, sealed: its ``chunks`` jobs are enqueued (or will be by
@@ -286,7 +293,11 @@ class RunStore:
         args: list[Any] = [self._ttl, status, _now(), inbox_entry, *channels]
         for name, value in fields.items():
             args += [name, str(value)]
-        outcome = await self._end(keys=self.keys.run_keys(run_id), args=args)
+        keys = self.keys.run_keys(run_id)
+        # EVAL in a pipeline (see add_seal), so that WAIT follows on the same connection
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_END, len(keys), *keys, *args)
+            (outcome,) = await self.replicas.execute(pipe, f"the end of run {run_id}")
         if outcome == b"ok":
             return None
         return outcome.decode() if outcome else "missing"
@@ -340,6 +351,25 @@ class RunStore:
             Awaitable[list[bytes | None]], self.redis.hmget(self.keys.partials(run_id), indexes)
         )
         return [entry for entry in found if entry is not None]
+
+    async def lost_chunks(self, run_id: str, indexes: list[int]) -> list[int]:
+        """Return those of an active run's chunk ``indexes`` that have neither a job nor a
+        partial: writes that a Redis failover lost (see app.replication). All of them if the
+        run's hash is gone too; none if the run has ended (its partials go then)."""
+        if not indexes:
+            return []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(self.keys.run(run_id), "status")
+            pipe.hmget(self.keys.partials(run_id), indexes)
+            for index in indexes:
+                pipe.exists(arq_job_key(job_id(run_id, index)))
+            status, partials, *jobs = await pipe.execute()
+        if status is None:
+            return indexes
+        if status.decode() not in ACTIVE:
+            return []
+        found = zip(indexes, partials, jobs, strict=True)
+        return [index for index, partial, job in found if partial is None and not job]
 
     async def recent(self, limit: int) -> list[RunStatus]:
         """Return up to ``limit`` runs, newest first (runs whose hash expired are skipped)."""

@@ -30,6 +30,9 @@ class Settings:
     lease_s: float = 5.0
     submitter_lease_s: float = 30.0
     max_chunk_bytes: int = 64 << 20
+    # replicas that must have a run's jobs and total before chunksum goes on (Redis WAIT);
+    # None: 1 for a Sentinel REDIS_URL, else 0 (see app.replication)
+    wait_replicas: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "max_in_flight", "worker_max_jobs", "max_chunk_bytes"):
@@ -38,6 +41,11 @@ class Settings:
             _check_positive(name, getattr(self, name))
         if self.result_ttl_s is not None:
             _check_positive("result_ttl_s", self.result_ttl_s)
+        if self.wait_replicas is not None and self.wait_replicas < 0:
+            raise SettingsError(
+                f"wait_replicas (env {ENV_PREFIX}WAIT_REPLICAS) must be 0 or more, "
+                f"got {self.wait_replicas!r}"
+            )
         if not self.key_prefix or any(c in self.key_prefix for c in " *?[]"):
             raise SettingsError(
                 f"key_prefix (env {ENV_PREFIX}KEY_PREFIX) {self.key_prefix!r} must be non-empty, "
@@ -72,6 +80,10 @@ def _optional_ttl(raw: str) -> float | None:
     return None if raw.strip().lower() in {"", "none", "0"} else float(raw)
 
 
+def _optional_int(raw: str) -> int | None:
+    return None if raw.strip().lower() in {"", "none", "auto"} else int(raw)
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_ca_file": str,
     "key_prefix": str,
@@ -84,6 +96,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "lease_s": float,
     "submitter_lease_s": float,
     "max_chunk_bytes": int,
+    "wait_replicas": _optional_int,
 }
 
 
@@ -91,7 +104,7 @@ def _parse(var: str, raw: str, parse: Callable[[str], T]) -> T:
     try:
         return parse(raw)
     except ValueError as exc:
-        kind = "an integer, e.g. 1000" if parse is int else "a number, e.g. 2.5"
+        kind = "an integer, e.g. 1000" if parse in (int, _optional_int) else "a number, e.g. 2.5"
         raise SettingsError(f"{var}={raw!r} is not {kind}") from exc
 
 

@@ -20,7 +20,7 @@ from arq.jobs import serialize_job
 
 from app import codec
 from app.chunking import Chunk, Numbers, plan
-from app.connection import LOST_REDIS, Backoff, connect
+from app.connection import LOST_REDIS, Backoff, close, connect
 from app.errors import (
     ChunkingError,
     ChunksumError,
@@ -34,6 +34,7 @@ from app.exact import ExactSum
 from app.heartbeat import WorkerInfo, live_workers
 from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
 from app.lease import Lease
+from app.replication import Replicas
 from app.runs import ACTIVE, RunStatus, RunStore
 from app.settings import Settings
 
@@ -105,7 +106,10 @@ class Client:
 
     async def __aenter__(self) -> Self:
         self._redis = await connect(self.settings)
-        self._runs = RunStore(self._redis, self.keys, ttl_s=self.settings.result_ttl_s)
+        replicas = Replicas.for_settings(self.settings)
+        self._runs = RunStore(
+            self._redis, self.keys, ttl_s=self.settings.result_ttl_s, replicas=replicas
+        )
         return self
 
     async def __aexit__(
@@ -114,7 +118,7 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.redis.aclose()
+        await close(self.redis)
 
     @property
     def redis(self) -> ArqRedis:
@@ -272,7 +276,7 @@ class Client:
         """Send the pipeline, with a wake-up that names its jobs (see app.wakeup)."""
         if job_ids:
             pipe.publish(self.keys.wake_channel, " ".join(job_ids))
-        await pipe.execute()
+        await self.runs.replicas.execute(pipe, f"chunks of run {run.run_id}")
         run.created = True
 
     def _add_job(self, pipe: Any, run: _Run, chunk: Chunk) -> int:
@@ -307,14 +311,13 @@ class Client:
                     run_id=run.run_id,
                 )
         try:
-            entries = await self._receive(run, wait_s)
+            if run.outage_since is None:
+                entries = await self._receive(run, wait_s)
+            else:
+                entries = await self._recover(run)
         except LOST_REDIS as exc:
             await self._back_off(run, exc)
             return
-        if run.outage_since is not None:  # back from an outage: a popped entry may be lost
-            run.outage_since = None
-            run.backoff.reset()
-            entries += await self.runs.partials(run.run_id, sorted(run.pending))
         if not entries:
             await self._check_active(run)
         if not all([run.accept(entry) for entry in entries]):
@@ -334,6 +337,15 @@ class Client:
         popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
         return [] if popped is None else [popped[1]]
 
+    async def _recover(self, run: _Run) -> list[bytes]:
+        """Back from an outage: take the partials recorded meanwhile (an inbox entry popped as
+        the connection broke is lost with it), and fail the run if Redis lost any chunks."""
+        entries = await self.runs.partials(run.run_id, sorted(run.pending))
+        await self._check_lost(run)
+        run.outage_since = None
+        run.backoff.reset()
+        return entries
+
     async def _back_off(self, run: _Run, exc: Exception) -> None:
         """Wait a little while Redis is unreachable; give up after RECONNECT_S."""
         now = time.monotonic()
@@ -345,6 +357,17 @@ class Client:
                 f"workers may still finish it: see `chunksum status {run.run_id}` later"
             ) from exc
         await run.backoff.wait(exc)
+
+    async def _check_lost(self, run: _Run) -> None:
+        """Fail the run if Redis came back without some of its chunks (a failover to a
+        replica that had not received them): they would never be summed."""
+        if lost := await self.runs.lost_chunks(run.run_id, sorted(run.pending)):
+            raise RunFailedError(
+                f"Redis came back without {len(lost)} of run {run.run_id}'s chunks (e.g. chunk "
+                f"{lost[0]}): a failover promoted a replica that had not received them. Submit "
+                "the numbers again; CHUNKSUM_WAIT_REPLICAS=1 or more makes this rarer",
+                run_id=run.run_id,
+            )
 
     async def _check_active(self, run: _Run) -> None:
         """Raise if the run has failed or was cancelled; take it as it is if a worker has

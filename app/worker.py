@@ -11,10 +11,11 @@ from arq.worker import func
 
 from app import codec
 from app.claims import WORKER, ChunksumWorker
-from app.connection import redis_settings
+from app.connection import close_sentinels, redis_settings
 from app.heartbeat import Heartbeat
 from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key
 from app.lease import Lease
+from app.replication import Replicas
 from app.runs import RunStore
 from app.settings import Settings
 from app.wakeup import QueueWaker
@@ -32,7 +33,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Open what the jobs share: the run store, the queue waker, the heartbeat."""
     settings: Settings = ctx["settings"]
     keys = Keys(settings.key_prefix)
-    ctx["runs"] = RunStore(ctx["redis"], keys, ttl_s=settings.result_ttl_s)
+    ctx["runs"] = RunStore(
+        ctx["redis"], keys, ttl_s=settings.result_ttl_s, replicas=Replicas.for_settings(settings)
+    )
     worker: ChunksumWorker | None = ctx.get(WORKER)  # None under `arq app.worker....`
     on_run_ended = None if worker is None else worker.run_ended
     waker = QueueWaker(ctx["redis"], keys, idle_s=settings.worker_poll_s, on_run_ended=on_run_ended)
@@ -62,6 +65,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["heartbeat"].stop()
     if "waker" in ctx:
         await ctx["waker"].close()
+    await close_sentinels(ctx["redis"])  # arq closes the pool itself, after this
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

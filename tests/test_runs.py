@@ -356,3 +356,18 @@ async def test_chunk_timings_and_retries_add_up(store: RunStore) -> None:
     await store.end(RUN, "cancelled")
     await store.note_retry(RUN)
     assert (await store.read(RUN)).retried_chunks == 1
+
+
+async def test_lost_chunks_have_neither_job_nor_partial(
+    store: RunStore, fake_redis: FakeAsyncRedis
+) -> None:
+    """After a failover, a chunk with a job (queued or running) or a partial is safe; one
+    with neither was lost. A run whose hash is gone lost everything; an ended one, nothing."""
+    await store.create(RUN, chunks=3)
+    await fake_redis.set(arq_job_key(job_id(RUN, 0)), b"job")
+    await store.record(RUN, 1, ExactSum.of_ints(np.array([5])))
+    assert await store.lost_chunks(RUN, [0, 1, 2]) == [2]
+    assert await store.lost_chunks(RUN, []) == []
+    assert await store.lost_chunks("vanished", [0, 1]) == [0, 1]
+    await store.cancel(RUN, "test")
+    assert await store.lost_chunks(RUN, [0, 1, 2]) == []

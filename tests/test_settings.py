@@ -46,6 +46,7 @@ def test_from_env_reads_every_variable() -> None:
         "CHUNKSUM_JOB_TIMEOUT_S": "12",
         "CHUNKSUM_WORKER_MAX_JOBS": "3",
         "CHUNKSUM_WORKER_POLL_S": "0.25",
+        "CHUNKSUM_WAIT_REPLICAS": "2",
     }
     assert Settings.from_env(env=env) == Settings(
         redis_url=f"redis://user:{SECRET}@example.com:6380/2",
@@ -57,6 +58,7 @@ def test_from_env_reads_every_variable() -> None:
         job_timeout_s=12.0,
         worker_max_jobs=3,
         worker_poll_s=0.25,
+        wait_replicas=2,
     )
 
 
@@ -87,6 +89,7 @@ def test_result_ttl_can_be_switched_off(raw: str) -> None:
         ("CHUNKSUM_JOB_TIMEOUT_S", "5 minutes", "is not a number, e.g. 2.5"),
         ("CHUNKSUM_WORKER_POLL_S", "fast", "is not a number"),
         ("CHUNKSUM_RESULT_TTL_S", "1 day", "is not a number"),
+        ("CHUNKSUM_WAIT_REPLICAS", "one", "is not an integer"),
     ],
 )
 def test_unparsable_values_name_the_variable(var: str, raw: str, message: str) -> None:
@@ -120,6 +123,18 @@ def test_out_of_range_values_name_the_variable(var: str, raw: str) -> None:
     with pytest.raises(SettingsError, match="must be positive and finite") as info:
         Settings.from_env(env={var: raw})
     assert var in str(info.value)
+
+
+@pytest.mark.parametrize("raw", ["auto", "none", ""])
+def test_wait_replicas_auto(raw: str) -> None:
+    """CHUNKSUM_WAIT_REPLICAS of auto, none or empty leaves it to the URL (None)."""
+    assert Settings.from_env(env={"CHUNKSUM_WAIT_REPLICAS": raw}).wait_replicas is None
+
+
+def test_negative_wait_replicas_names_the_variable() -> None:
+    """A negative replica count raises SettingsError naming CHUNKSUM_WAIT_REPLICAS."""
+    with pytest.raises(SettingsError, match="CHUNKSUM_WAIT_REPLICAS"):
+        Settings.from_env(env={"CHUNKSUM_WAIT_REPLICAS": "-1"})
 
 
 @pytest.mark.parametrize("prefix", ["", "a b", "run*", "x?", "[x]"])
@@ -195,6 +210,46 @@ def test_bad_redis_urls_raise_settings_error(url: str) -> None:
 def test_redact_hides_passwords(url: str, expected: str) -> None:
     """redact replaces the password (in the netloc or the query) with *** and keeps the rest."""
     assert redact(url) == expected
+
+
+def test_sentinel_url_names_sentinels_master_and_db() -> None:
+    """redis+sentinel:// gives arq the Sentinels (default port 26379, IPv6 in brackets), the
+    master's name, the database and the master's percent-decoded credentials."""
+    url = f"redis+sentinel://alice:p%40{SECRET}@s1:26380,[::1]:5000,s3/mymaster/2"
+    rs = redis_settings(Settings(redis_url=url))
+    assert rs.sentinel is True
+    assert rs.host == [("s1", 26380), ("::1", 5000), ("s3", 26379)]
+    assert (rs.sentinel_master, rs.database) == ("mymaster", 2)
+    assert (rs.username, rs.password) == ("alice", f"p@{SECRET}")
+    assert redact(url) == "redis+sentinel://alice:***@s1:26380,[::1]:5000,s3/mymaster/2"
+
+
+def test_sentinel_url_without_credentials_or_db() -> None:
+    """The credentials and the database are optional (database 0)."""
+    rs = redis_settings(Settings(redis_url="redis+sentinel://sentinel/service"))
+    assert (rs.host, rs.sentinel_master, rs.database) == ([("sentinel", 26379)], "service", 0)
+    assert (rs.username, rs.password) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://s1:26379",  # no master name
+        "redis+sentinel://s1:26379/",
+        "redis+sentinel://s1:port/mymaster",
+        "redis+sentinel://s1,,s2/mymaster",
+        "redis+sentinel://s1/mymaster/zero",
+        "redis+sentinel://s1/mymaster/0/extra",
+        f"redis+sentinel://:{SECRET}@s1/mymaster?ssl=true",
+    ],
+)
+def test_bad_sentinel_urls_raise_settings_error(url: str) -> None:
+    """A Sentinel URL without a master name, or with a bad port, db or query, raises
+    SettingsError with an example, and never shows the password."""
+    with pytest.raises(SettingsError, match="is not a Sentinel URL") as info:
+        redis_settings(Settings(redis_url=url))
+    assert "redis+sentinel://:password@sentinel1:26379" in str(info.value)
+    assert SECRET not in str(info.value)
 
 
 def test_default_url_when_unset() -> None:

@@ -28,7 +28,7 @@ from app import (
     submit,
     submit_sync,
 )
-from app.keys import Keys
+from app.keys import Keys, arq_job_key, job_id
 from app.redis_server import RedisServer
 from tests.harness import (
     ROOT,
@@ -479,3 +479,18 @@ async def test_minimum_acl_is_enough(settings: Settings) -> None:
             async with asyncio.timeout(5):  # the worker's heartbeat, as the ACL user
                 while not await client.workers():  # noqa: ASYNC110  # Redis state
                     await asyncio.sleep(0.01)
+
+
+async def test_chunks_lost_in_a_failover_fail_the_run(client: Client, redis: ArqRedis) -> None:
+    """If Redis comes back without some of a run's jobs (a failover to a replica that had not
+    received them), the submitter fails the run with a clear error, never waits forever, and
+    leaves no jobs behind."""
+    task, run_id = await queued_run(client, redis, chunks=3)
+    lost = job_id(run_id, 1)
+    await redis.delete(arq_job_key(lost))  # as if the old master had never had them
+    await redis.zrem(client.keys.queue, lost)
+    assert await redis.client_kill_filter(_type="normal", skipme=True) >= 1  # the submitter's
+    with pytest.raises(RunFailedError, match=f"Redis came back without 1 of run {run_id}'s"):
+        await asyncio.wait_for(task, 10)
+    assert (await client.status(run_id)).status == "failed"
+    assert await redis.zcard(client.keys.queue) == 0
