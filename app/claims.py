@@ -190,6 +190,19 @@ class ChunksumWorker(Worker):
             "running": len(self.job_tasks),
         }
 
+    async def run_job(self, job_id: str, score: int) -> None:
+        """Run a job as arq does; if Redis goes before arq has read or finished the job, say
+        so (the job's lease lapses and a worker runs it again) instead of dying unheard."""
+        try:
+            await super().run_job(job_id, score)
+        except LOST_REDIS as exc:
+            logger.warning(
+                "job %s: Redis unreachable before arq could finish it (%s); it runs again once "
+                "its lease lapses",
+                job_id,
+                exc,
+            )
+
     def _start(self, job_id: str, score: int) -> None:
         task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.claims import CLAIM_BATCH, ChunksumWorker
 from app.keys import Keys, arq_in_progress_key, job_id
@@ -125,3 +126,21 @@ async def test_a_full_worker_waits_for_a_slot_instead_of_spinning(
         result = await client.submit(range(10), chunks=2, simulate_io_s=0.5, timeout=30)
     assert result.total == 45
     assert passes < 20  # spinning for the 1 s that the worker is full would be thousands
+
+
+async def test_a_job_that_loses_redis_is_logged_not_raised(
+    settings: Settings,
+    redis: ArqRedis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If Redis goes while arq reads or finishes a job, the job's task ends with a warning
+    (the lease lapses and the chunk runs again), not an exception nobody retrieves."""
+    worker = ChunksumWorker(**worker_settings(settings), redis_pool=redis, handle_signals=False)
+
+    async def lose_redis(self: Worker, job_id: str, score: int) -> None:
+        raise RedisConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(Worker, "run_job", lose_redis)
+    await worker.run_job("run:0", now_ms())
+    assert "job run:0: Redis unreachable before arq could finish it" in caplog.text

@@ -458,7 +458,7 @@ MINIMUM_ACL = (
     "+incr +incrby +hset +hsetnx +hget +hgetall +hmget +hvals +hincrby +rpush +lpop +blpop "
     "+zadd +zrem +zscore +zrangebyscore +zremrangebyscore +zrevrange +zincrby +zscan +zcard "
     "+watch +unwatch +multi "
-    "+exec +discard +eval +evalsha +script|load +publish +subscribe +unsubscribe"
+    "+exec +discard +eval +evalsha +script|load +publish +subscribe +unsubscribe +wait"
 )
 
 
