@@ -134,12 +134,51 @@ class ChunksumWorker(Worker):
         if (chunk := chunk_of(job_id)) is None:
             return
         run_id, index = chunk
+        runs: RunStore = self.ctx["runs"]
+        if await runs.has_partial(run_id, index):
+            # a stale queue entry of a chunk already summed (a plain arq worker's retry can
+            # leave one: see finish_job): nothing was lost
+            return
         reason = "no reason given"
         with contextlib.suppress(Exception):  # arq's result record, msgpack-encoded by codec
             reason = str(codec.loads(result_data or b"")["r"])
         message = f"chunk {index} was given up by arq without being summed: {reason}"
-        runs: RunStore = self.ctx["runs"]
         await runs.fail_chunk(run_id, index, message)
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """Finish a job as arq does, except that a retry re-queues the job only if it is
+        still queued.
+
+        arq re-queues a retried job with ZINCRBY, which adds the job back if it is gone. A
+        chunk retried because its worker lost Redis (jobs.chunks) is retried once Redis is
+        back, by when another worker may have taken it over on lease expiry and finished
+        it, job record and all: the entry added back has no job behind it, and comes back
+        as "job expired", which would fail the run (finish_failed_job).
+        """
+        if finish or not incr_score or keep_in_progress is not None:
+            await super().finish_job(
+                job_id,
+                finish,
+                result_data,
+                result_timeout_s,
+                keep_result_forever,
+                incr_score,
+                keep_in_progress,
+            )
+            return
+        async with self.pool.pipeline(transaction=True) as pipe:
+            pipe.delete(arq_in_progress_key(job_id))
+            pipe.zadd(self.queue_name, {job_id: incr_score}, xx=True, incr=True)  # XX: never add
+            await pipe.execute()
 
     def tally(self, run_id: str, count: int, seconds: float) -> None:
         """Count a chunk this worker recorded, for the summary it logs as the run ends."""

@@ -343,6 +343,13 @@ class RunStore:
             pipe.delete(*[arq_job_key(job_id) for job_id in job_ids])
             await pipe.execute()
 
+    async def has_partial(self, run_id: str, index: int) -> bool:
+        """Return whether chunk ``index``'s partial is recorded (the run still active)."""
+        found = await cast(
+            Awaitable[int], self.redis.hexists(self.keys.partials(run_id), str(index))
+        )
+        return bool(found)
+
     async def partials(self, run_id: str, indexes: list[int]) -> list[bytes]:
         """Return the recorded partials (inbox entries) of those of ``indexes`` that have one."""
         if not indexes:

@@ -22,7 +22,7 @@ from app import codec
 from app.claims import ChunksumWorker
 from app.errors import PayloadError, RunFailedError
 from app.exact import ExactSum
-from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, job_id
+from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key, arq_job_key, job_id
 from app.runs import RunStore
 from app.settings import Settings
 from app.submit import Client
@@ -148,6 +148,35 @@ async def test_job_arq_gives_up_on_fails_its_run(
     assert status.error is not None
     assert "chunk 1 was given up by arq" in status.error
     assert reason in status.error
+
+
+async def test_stale_entry_of_a_summed_chunk_fails_nothing(
+    settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore
+) -> None:
+    """A queue entry left for a chunk that is already summed (a plain arq worker's retry can
+    re-add one after another worker finished the chunk) expires without failing the run."""
+    run_id = uuid.uuid4().hex
+    await runs.create(run_id, chunks=2)
+    await runs.record(run_id, 1, ExactSum.of_ints(np.array([7])))
+    await redis.zadd(keys.queue, {job_id(run_id, 1): now_ms()})  # no job record behind it
+    worker = await run_burst(settings)
+    assert worker.jobs_failed == 1  # arq's "job expired"
+    assert (await runs.read(run_id)).status == "running"
+
+
+async def test_a_retry_never_requeues_a_finished_chunk(
+    settings: Settings, redis: ArqRedis, keys: Keys
+) -> None:
+    """ChunksumWorker re-queues a retried job only if it is still queued: a chunk that another
+    worker finished meanwhile (job gone) stays gone, where arq's ZINCRBY would add it back."""
+    worker = ChunksumWorker(**worker_settings(settings), redis_pool=redis, handle_signals=False)
+    queued, finished = job_id("run", 0), job_id("run", 1)
+    await redis.zadd(keys.queue, {queued: 1000})
+    for chunk in (queued, finished):
+        await redis.set(arq_in_progress_key(chunk), b"1")
+        await worker.finish_job(chunk, False, None, None, False, 500, None)
+    assert await redis.zrange(keys.queue, 0, -1, withscores=True) == [(queued.encode(), 1500)]
+    assert not await redis.exists(arq_in_progress_key(queued), arq_in_progress_key(finished))
 
 
 async def test_chunk_out_of_arq_tries_fails_its_run(
