@@ -10,11 +10,13 @@ a failover on their next reconnect.
 import asyncio
 import logging
 import re
+import socket
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
+from redis.asyncio.connection import UnixDomainSocketConnection as UnixConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import AuthenticationError, RedisError
@@ -31,6 +33,22 @@ SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
 # What a call raises when Redis is unreachable (restarting, network down): wait and retry
 LOST_REDIS = (RedisConnectionError, RedisTimeoutError, OSError)
+# TCP keepalive on every TCP connection to Redis. Without it, a read that waits (a worker's
+# wake-up subscription, a submitter's BLPOP) on a connection Redis dropped while the network
+# was down (its own tcp-keepalive, a restart, a failover) waits for ever: nothing is sent on
+# it, so nothing ever fails. Probes after 10 s of silence find such a connection (Redis
+# answers them with a reset) or a dead network (no answer in 3 x 5 s); TCP_USER_TIMEOUT
+# bounds how long sent data may go unacknowledged. Options the platform lacks are skipped.
+KEEPALIVE_OPTIONS = {
+    option: value
+    for name, value in (
+        ("TCP_KEEPIDLE", 10),
+        ("TCP_KEEPINTVL", 5),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", 30_000),  # ms
+    )
+    if (option := getattr(socket, name, None)) is not None
+}
 _QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
 logger = logging.getLogger(__name__)
 
@@ -138,7 +156,7 @@ async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
     """Open an arq pool with chunksum's serializer and queue, or raise RedisUnavailableError."""
     url = redact(settings.redis_url or DEFAULT_REDIS_URL)
     try:
-        return await create_pool(
+        pool = await create_pool(
             redis_settings(settings, conn_retries=conn_retries),
             job_serializer=codec.dumps,
             job_deserializer=codec.loads,
@@ -154,6 +172,23 @@ async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
             f"Redis at {url} refused the credentials ({exc}); check the user and password "
             "in REDIS_URL, e.g. redis://user:password@host:6379/0"
         ) from exc
+    await keep_alive(pool)
+    return pool
+
+
+async def keep_alive(redis: Redis) -> None:
+    """Turn TCP keepalive on for a pool's connections (see KEEPALIVE_OPTIONS).
+
+    arq's ``create_pool`` and ``Worker`` can't pass socket options, so the pool's connection
+    arguments are changed afterwards, and the connections it already opened are dropped: each
+    it opens from now on has keepalive. Call it before the pool is shared (no command in flight).
+    """
+    pool = redis.connection_pool
+    if issubclass(pool.connection_class, UnixConnection):  # a local socket reports a dead peer
+        return
+    pool.connection_kwargs.update(socket_keepalive=True, socket_keepalive_options=KEEPALIVE_OPTIONS)
+    await pool.disconnect()
+    pool.reset()  # type: ignore[no-untyped-call]  # redis-py: untyped
 
 
 async def close(redis: Redis) -> None:

@@ -11,7 +11,7 @@ from arq.worker import func
 
 from app import codec
 from app.claims import WORKER, ChunksumWorker
-from app.connection import close_sentinels, redis_settings
+from app.connection import close_sentinels, keep_alive, redis_settings
 from app.heartbeat import Heartbeat
 from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key
 from app.lease import Lease
@@ -32,6 +32,7 @@ SHUTDOWN_GRACE_S = 10
 async def startup(ctx: dict[str, Any]) -> None:
     """Open what the jobs share: the run store, the queue waker, the heartbeat."""
     settings: Settings = ctx["settings"]
+    await keep_alive(ctx["redis"])  # first: arq opened the pool without it
     keys = Keys(settings.key_prefix)
     ctx["runs"] = RunStore(
         ctx["redis"], keys, ttl_s=settings.result_ttl_s, replicas=Replicas.for_settings(settings)

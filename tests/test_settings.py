@@ -1,10 +1,11 @@
 """Tests for app.settings and the URL handling in app.connection: parsing, errors, secrets."""
 
 import dataclasses
+import socket
 
 import pytest
 
-from app.connection import DEFAULT_REDIS_URL, redact, redis_settings
+from app.connection import DEFAULT_REDIS_URL, close, connect, redact, redis_settings
 from app.errors import SettingsError
 from app.keys import DEFAULT_PREFIX
 from app.settings import Settings
@@ -326,3 +327,20 @@ def test_plain_url_has_no_socket_path() -> None:
     rs = redis_settings(Settings(redis_url="redis://host/4"))
     assert rs.unix_socket_path is None
     assert rs.database == 4
+
+
+async def test_tcp_connections_to_redis_keep_alive(settings: Settings) -> None:
+    """Every TCP connection a pool opens probes an idle peer (a connection Redis dropped while
+    the network was down fails instead of waiting for ever)."""
+    pool = await connect(settings)
+    try:
+        connection = await pool.connection_pool.get_connection()
+        try:
+            await connection.connect()
+            sock = connection._writer.get_extra_info("socket")  # the socket redis-py opened
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+        finally:
+            await pool.connection_pool.release(connection)
+    finally:
+        await close(pool)
