@@ -1,0 +1,503 @@
+"""Several hosts on a private network: Redis, three `chunksum worker`s and a submitter,
+each in a network namespace (tests.netns); a worker's cable is pulled mid-run, and
+plugged back in.
+
+The hosts talk over TCP on the test network. The test itself reads Redis through a Unix
+socket of the same server: no cable pull touches it, and the root namespace needs no
+route into the test network.
+"""
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app.heartbeat import BEAT_S, EXPIRES_S, WorkerInfo
+from app.keys import arq_in_progress_key, job_pattern
+from app.runs import RunStatus
+from app.settings import Settings
+from app.submit import Client
+from tests.harness import ROOT, process_env
+from tests.netns import Network, ip, require_netns, stop
+
+T = TypeVar("T")
+REDIS_SERVER = Path("/usr/bin/redis-server")
+REDIS_PORT = 6379
+REDIS_START_S = 5.0
+WORKER_HOSTS = ("w1", "w2", "w3")
+HOSTS = ("redis", *WORKER_HOSTS, "sub")
+METRICS_PORT = 9100  # each worker's own, on its host's loopback
+POLL_S = 0.05
+WORKERS_UP_S = 30.0  # three interpreters importing numpy and arq on two cores
+SUBMIT_S = 40.0
+STOP_GRACE_S = 15.0
+RESUBSCRIBE_S = 15.0  # time for TCP keepalive probes (after 10 s idle) to find a dead connection
+
+# `chunksum submit` has no --simulate-io: the slow runs' submitter uses the Client API,
+# and prints the result as `chunksum submit --json` does.
+SUBMIT_SLOW_CHUNKS = """
+import asyncio, json, sys
+from app.settings import Settings
+from app.submit import Client
+
+async def main(last: int, chunks: int, io_s: float) -> None:
+    async with Client(Settings.from_env()) as client:
+        result = await client.submit(
+            range(1, last + 1), chunks=chunks, timeout=30, simulate_io_s=io_s
+        )
+    fields = ("run_id", "total", "count", "chunks", "elapsed_s")
+    print(json.dumps({name: getattr(result, name) for name in fields}))
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
+"""
+# A source that yields a chunk's numbers every EVERY_S: the run stays open (not sealed) and
+# its chunks arrive one by one. The wait blocks the submitter's loop a moment, as a slow
+# synchronous source would; it stands in for one.
+SUBMIT_STREAM = """
+import asyncio, json, sys, time
+from app.settings import Settings
+from app.submit import Client
+
+def slowly(last: int, per_chunk: int, every_s: float):
+    for number in range(1, last + 1):
+        if number % per_chunk == 1:
+            time.sleep(every_s)
+        yield number
+
+async def main(last: int, per_chunk: int, every_s: float, io_s: float) -> None:
+    numbers = slowly(last, per_chunk, every_s)
+    async with Client(Settings.from_env()) as client:
+        result = await client.submit(
+            numbers, chunk_size=per_chunk, timeout=40, simulate_io_s=io_s
+        )
+    fields = ("run_id", "total", "count", "chunks", "elapsed_s")
+    print(json.dumps({name: getattr(result, name) for name in fields}))
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])))
+"""
+FETCH_METRICS = f"""
+import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode())
+"""
+_CHUNK_OUTCOME = re.compile(r'^chunksum_chunks_total\{outcome="(\w+)"\} (\S+)$', re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """A test network with Redis running on its host "redis"."""
+
+    network: Network
+    settings: Settings  # what the hosts use: Redis over the test network
+    socket_path: Path  # the same Redis through a Unix socket, for the test's own reads
+
+    def observer(self, settings: Settings) -> Settings:
+        """Return ``settings`` with Redis reached through the Unix socket."""
+        return replace(settings, redis_url=f"unix://{self.socket_path}")
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """Build the network, start Redis on "redis"; on exit kill everything and remove it."""
+    require_netns()
+    if not REDIS_SERVER.exists():
+        pytest.skip(f"needs {REDIS_SERVER} (apt-get install redis-server)")
+    # a short path: a Unix socket's path has a limit of 107 bytes
+    with tempfile.TemporaryDirectory(prefix="cs-redis-") as tmp, Network(HOSTS) as network:
+        directory = Path(tmp)
+        address = network.address("redis")
+        server = network.popen(
+            "redis",
+            [
+                *(str(REDIS_SERVER), "--bind", address, "--port", str(REDIS_PORT)),
+                *("--unixsocket", str(directory / "redis.sock"), "--unixsocketperm", "700"),
+                *("--protected-mode", "no", "--save", "", "--appendonly", "no"),
+                *("--dir", tmp, "--logfile", str(directory / "redis.log")),
+            ],
+        )
+        wait_for_redis(server, directory)
+        settings = Settings(
+            redis_url=f"redis://{address}:{REDIS_PORT}/0",
+            key_prefix=f"hosts-{uuid.uuid4().hex[:8]}",
+            result_ttl_s=600,
+            worker_poll_s=0.2,
+        )
+        yield Cluster(network, settings, directory / "redis.sock")
+
+
+def wait_for_redis(server: subprocess.Popen[bytes], directory: Path) -> None:
+    """Wait (bounded) until the Redis in ``directory`` answers on its Unix socket."""
+    deadline = time.monotonic() + REDIS_START_S
+    while True:
+        try:
+            with Redis(unix_socket_path=str(directory / "redis.sock")) as redis:
+                redis.ping()
+                return
+        except (RedisConnectionError, FileNotFoundError) as exc:
+            log = directory / "redis.log"
+            if server.poll() is not None or time.monotonic() > deadline:
+                detail = log.read_text() if log.exists() else "no log"
+                pytest.fail(f"redis-server did not start ({exc}): {detail}")
+        time.sleep(POLL_S)  # polling the socket, within the deadline above
+
+
+def start_worker(cluster: Cluster, settings: Settings, host: str) -> subprocess.Popen[bytes]:
+    """Start `chunksum worker` on ``host``, with its metrics on the host's loopback."""
+    argv = [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]
+    argv += ["--metrics-port", str(METRICS_PORT)]
+    return cluster.network.popen(host, argv, env=process_env(settings), cwd=ROOT)
+
+
+def start_submit(cluster: Cluster, settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    """Start ``python ARGS`` on host "sub", with its output and errors piped."""
+    pipe = subprocess.PIPE
+    return cluster.network.popen(
+        "sub",
+        [sys.executable, *args],
+        env=process_env(settings),
+        cwd=ROOT,
+        stdout=pipe,
+        stderr=pipe,
+    )
+
+
+def start_cli_submit(
+    cluster: Cluster, settings: Settings, last: int, chunks: int
+) -> subprocess.Popen[bytes]:
+    """Start `chunksum submit --range 1 LAST --chunks CHUNKS --json` on host "sub"."""
+    args = ("--range", "1", str(last), "--chunks", str(chunks), "--json", "-q", "--timeout", "20")
+    return start_submit(cluster, settings, "-m", "app.cli", "submit", *args)
+
+
+def start_slow_submit(
+    cluster: Cluster, settings: Settings, last: int, chunks: int, io_s: float
+) -> subprocess.Popen[bytes]:
+    """Start a submitter on host "sub" whose chunks each first wait ``io_s``."""
+    return start_submit(
+        cluster, settings, "-c", SUBMIT_SLOW_CHUNKS, *map(str, (last, chunks, io_s))
+    )
+
+
+async def submitted(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Wait (bounded) for a submitter to exit 0; return the JSON result it printed."""
+    out, err = await asyncio.to_thread(process.communicate, timeout=SUBMIT_S)
+    assert process.returncode == 0, f"the submitter exited {process.returncode}: {err.decode()}"
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def chunk_outcomes(cluster: Cluster, host: str) -> dict[str, float]:
+    """Return a worker's chunk counts by outcome (done, duplicate, retried, failed), from
+    its metrics, read on its own host (so even while its cable is out)."""
+    process = cluster.network.popen(
+        host, [sys.executable, "-c", FETCH_METRICS], stdout=subprocess.PIPE
+    )
+    out, _ = await asyncio.to_thread(process.communicate, timeout=15)
+    assert process.returncode == 0, f"could not read {host}'s metrics"
+    return {outcome: float(n) for outcome, n in _CHUNK_OUTCOME.findall(out.decode())}
+
+
+async def poll(check: Callable[[], Awaitable[T | None]], *, timeout_s: float, what: str) -> T:
+    """Call ``check`` every POLL_S until it returns a value; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (found := await check()) is None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout_s} s for {what}")
+        await asyncio.sleep(POLL_S)
+    return found
+
+
+async def eventually(check: Callable[[], Awaitable[object | None]], *, timeout_s: float) -> bool:
+    """Return whether ``check`` returns a value within ``timeout_s`` (polled as by poll)."""
+    try:
+        await poll(check, timeout_s=timeout_s, what="a condition")
+    except pytest.fail.Exception:
+        return False
+    return True
+
+
+async def beat_of(watch: Client, pid: int, *, since: float = 0.0) -> WorkerInfo | None:
+    """Return the live worker with ``pid`` if it beat after ``since`` (wall time), else None."""
+    beats = [w for w in await watch.workers() if w.pid == pid and w.last_seen > since]
+    return beats[0] if beats else None
+
+
+async def wait_for_workers(watch: Client, pids: list[int]) -> list[WorkerInfo]:
+    """Wait (bounded) until every one of ``pids`` is a live worker; return their beats."""
+
+    async def all_live() -> list[WorkerInfo] | None:
+        live = {w.pid: w for w in await watch.workers()}
+        return [live[pid] for pid in pids] if all(pid in live for pid in pids) else None
+
+    return await poll(all_live, timeout_s=WORKERS_UP_S, what=f"workers {pids} to beat")
+
+
+async def busy(watch: Client, pid: int, slots: int) -> WorkerInfo | None:
+    """Return the worker's beat if it is running chunks now: its last beat says so, and the
+    queue holds more jobs than every worker has slots, so it has had none free since."""
+    beat = await beat_of(watch, pid, since=time.time() - BEAT_S)
+    if beat is None or not beat.running or await watch.queue_depth() <= slots:
+        return None
+    return beat
+
+
+async def clients_from(watch: Client, address: str) -> list[dict[str, str]]:
+    """Return the Redis server's view of the connections from ``address`` (CLIENT LIST)."""
+    clients = cast(list[dict[str, str]], await watch.redis.client_list())
+    return [client for client in clients if client["addr"].rsplit(":", 1)[0] == address]
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(45)
+async def test_a_run_across_hosts_is_exact_and_shared(cluster: Cluster) -> None:
+    """`chunksum submit` on one host, three `chunksum worker` hosts: the total is exact and
+    more than one worker host summed chunks."""
+    last, chunks = 2_000_000, 100
+    settings = replace(cluster.settings, worker_max_jobs=4)
+    workers = [start_worker(cluster, settings, host) for host in WORKER_HOSTS]
+    async with Client(cluster.observer(settings)) as watch:
+        await wait_for_workers(watch, [worker.pid for worker in workers])
+        result = await submitted(start_cli_submit(cluster, settings, last, chunks))
+        assert (result["total"], result["chunks"]) == (last * (last + 1) // 2, chunks)
+        run = await watch.status(result["run_id"])
+        assert (run.status, run.done_chunks) == ("done", chunks)
+
+        async def counted() -> dict[int, int] | None:  # once heartbeats count every chunk
+            done = {w.pid: w.done or 0 for w in await watch.workers()}
+            return done if sum(done.values()) >= chunks else None
+
+        done = await poll(counted, timeout_s=3 * BEAT_S, what="heartbeats to count the chunks")
+    shares = [done.get(worker.pid, 0) for worker in workers]
+    print(f"\nnetns: {chunks} chunks in {result['elapsed_s']:.2f} s, by host {shares}")
+    assert sum(1 for share in shares if share) >= 2, f"one host did every chunk: {shares}"
+
+
+@dataclass
+class CutRun:
+    """The cut test's workers, settings and what it measured (seconds)."""
+
+    cluster: Cluster
+    settings: Settings
+    watch: Client
+    workers: dict[str, subprocess.Popen[bytes]]
+    cut_to_done_s: float = 0.0
+    restore_to_beat_s: float = 0.0
+    second_run_s: float = 0.0
+
+    @property
+    def w1(self) -> subprocess.Popen[bytes]:
+        """Return the worker whose cable is pulled."""
+        return self.workers["w1"]
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_cut_worker_is_taken_over_and_recovers_in_place(cluster: Cluster) -> None:
+    """A worker host cut off mid-run: the others take its chunks over and the run ends
+    exact, each chunk counted once; plugged back in, the same process beats again, and
+    alone sums a second run."""
+    settings = replace(cluster.settings, lease_s=1.0, worker_max_jobs=2)
+    workers = {host: start_worker(cluster, settings, host) for host in WORKER_HOSTS}
+    async with Client(cluster.observer(settings)) as watch:
+        await wait_for_workers(watch, [worker.pid for worker in workers.values()])
+        test = CutRun(cluster, settings, watch, workers)
+        result = await cut_mid_run(test)
+        await restore_after_beat_lapses(test)
+        # the chunks w1 held when cut off end late, as repeats: nothing is counted twice
+        settled = await poll(lambda: idle(watch, test.w1.pid), timeout_s=15, what="w1 idle")
+        outcomes = await chunk_outcomes(cluster, "w1")
+        again = await watch.status(result["run_id"])
+        assert (again.status, again.done_chunks, again.total) == (
+            "done",
+            result["chunks"],
+            result["total"],
+        )
+        second = await second_run_alone(test, done_before=settled.done or 0)
+    print(
+        f"\nnetns: cut->done {test.cut_to_done_s:.2f} s, restore->beat "
+        f"{test.restore_to_beat_s:.2f} s, second run {test.second_run_s:.2f} s "
+        f"({second['elapsed_s']:.2f} s in the submitter); w1's chunk metrics {outcomes}; "
+        f"its heartbeat once idle: done {settled.done}, failed {settled.failed}, "
+        f"retried {settled.retried}"
+    )
+
+
+async def cut_mid_run(test: CutRun) -> dict[str, Any]:
+    """Start a slow run, cut w1 off while it runs chunks; return the run's result."""
+    last, chunks, io_s = 480_000, 48, 0.5
+    submit = start_slow_submit(test.cluster, test.settings, last, chunks, io_s)
+    slots = len(test.workers) * test.settings.worker_max_jobs
+    await poll(lambda: busy(test.watch, test.w1.pid, slots), timeout_s=15, what="w1 busy")
+    cut_at = time.monotonic()
+    await asyncio.to_thread(test.cluster.network.cut, "w1")
+    result = await submitted(submit)
+    test.cut_to_done_s = time.monotonic() - cut_at
+    assert result["total"] == last * (last + 1) // 2
+    run = await test.watch.status(result["run_id"])
+    assert (run.status, run.done_chunks, result["chunks"]) == ("done", chunks, chunks)
+    return result
+
+
+async def restore_after_beat_lapses(test: CutRun) -> WorkerInfo:
+    """Wait for w1's heartbeat to lapse, plug it back in; return its first fresh beat."""
+    pid = test.w1.pid
+    await poll(lambda: gone(test.watch, pid), timeout_s=EXPIRES_S + 5, what="w1's beat to lapse")
+    restored_at, restored_wall = time.monotonic(), time.time()
+    await asyncio.to_thread(test.cluster.network.restore, "w1")
+    beat = await poll(
+        lambda: beat_of(test.watch, pid, since=restored_wall),
+        timeout_s=30,
+        what="w1 to beat again after its cable is back",
+    )
+    test.restore_to_beat_s = time.monotonic() - restored_at
+    assert (test.w1.poll(), beat.pid) == (None, pid)  # the same process, never restarted
+    return beat
+
+
+async def second_run_alone(test: CutRun, done_before: int) -> dict[str, Any]:
+    """Stop w2 and w3; w1 alone sums a second run. Return its result."""
+    for host in ("w2", "w3"):
+        assert await asyncio.to_thread(stop, test.workers[host], grace_s=STOP_GRACE_S) == 0
+    assert [w.pid for w in await test.watch.workers()] == [test.w1.pid]
+    last, chunks = 200_000, 20
+    started = time.monotonic()
+    result = await submitted(start_cli_submit(test.cluster, test.settings, last, chunks))
+    test.second_run_s = time.monotonic() - started
+    assert result["total"] == last * (last + 1) // 2
+    await poll(
+        lambda: did(test.watch, test.w1.pid, done_before + chunks),
+        timeout_s=3 * BEAT_S,
+        what="w1's heartbeat to count the second run's chunks",
+    )
+    return result
+
+
+async def gone(watch: Client, pid: int) -> bool | None:
+    """Return True once ``pid`` is no live worker."""
+    return True if await beat_of(watch, pid) is None else None
+
+
+async def idle(watch: Client, pid: int) -> WorkerInfo | None:
+    """Return the worker's beat once a fresh one says it runs nothing."""
+    beat = await beat_of(watch, pid, since=time.time() - BEAT_S)
+    return beat if beat is not None and beat.running == 0 else None
+
+
+async def did(watch: Client, pid: int, done: int) -> WorkerInfo | None:
+    """Return the worker's beat once it counts at least ``done`` jobs done."""
+    beat = await beat_of(watch, pid)
+    return beat if beat is not None and (beat.done or 0) >= done else None
+
+
+async def retried(cluster: Cluster, host: str, at_least: int) -> float | None:
+    """Return how many chunk jobs on ``host`` lost Redis and were retried, once enough were."""
+    count = (await chunk_outcomes(cluster, host)).get("retried", 0.0)
+    return count if count >= at_least else None
+
+
+async def latest_run(watch: Client) -> RunStatus | None:
+    """Return the newest run, once there is one."""
+    runs = await watch.recent_runs(1)
+    return runs[0] if runs else None
+
+
+async def held_chunks(watch: Client, run_id: str) -> list[str] | None:
+    """Return the run's chunk jobs running now (arq in-progress keys), once there are any."""
+    keys = await watch.redis.keys(arq_in_progress_key(job_pattern(run_id)))
+    return [key.decode().removeprefix(arq_in_progress_key("")) for key in keys] or None
+
+
+async def finished(watch: Client, job_ids: list[str]) -> bool | None:
+    """Return True once none of ``job_ids`` is in the queue: each has been run to its end."""
+    scores = [await watch.redis.zscore(watch.keys.queue, job) for job in job_ids]
+    return True if all(score is None for score in scores) else None
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_short_cut_mid_run_leaves_the_run_exact(cluster: Cluster) -> None:
+    """A worker host cut off mid-run, its chunks taken over, plugged back in while the run
+    goes on: the run still ends done and exact, each chunk counted once."""
+    last, per_chunk, every_s, io_s = 80_000, 1000, 0.25, 1.0
+    settings = replace(cluster.settings, lease_s=1.0, worker_max_jobs=2)
+    others = replace(settings, worker_max_jobs=32)  # slots for every chunk: prompt takeover
+    w1 = start_worker(cluster, settings, "w1")
+    async with Client(cluster.observer(settings)) as watch:
+        await wait_for_workers(watch, [w1.pid])
+        args = (SUBMIT_STREAM, *map(str, (last, per_chunk, every_s, io_s)))
+        submit = start_submit(cluster, settings, "-c", *args)
+        run = await poll(lambda: latest_run(watch), timeout_s=15, what="the run")
+        # w1 is the only worker yet: every chunk running is its own
+        held = await poll(lambda: held_chunks(watch, run.run_id), timeout_s=15, what="w1 busy")
+        await asyncio.to_thread(cluster.network.cut, "w1")
+        workers = [start_worker(cluster, others, host) for host in ("w2", "w3")]
+        await wait_for_workers(watch, [worker.pid for worker in workers])
+        await poll(lambda: finished(watch, held), timeout_s=20, what="w1's chunks taken over")
+        # w1's own runs of them end when they can't record: they lose Redis and retry
+        await poll(lambda: retried(cluster, "w1", len(held)), timeout_s=15, what="w1 retry")
+        await asyncio.to_thread(cluster.network.restore, "w1")
+        ended = await watch.wait(run.run_id, timeout=SUBMIT_S)
+        assert (ended.status, ended.error) == ("done", None)
+        result = await submitted(submit)
+    assert result["total"] == ended.total == last * (last + 1) // 2
+    assert ended.done_chunks == last // per_chunk
+    print(f"\nnetns: cut mid-run, {len(held)} chunks taken over; exact, counted once")
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_worker_whose_connections_redis_dropped_while_cut_hears_wake_ups_again(
+    cluster: Cluster,
+) -> None:
+    """A worker cut off while Redis forgets its connections (as after a Redis restart or
+    failover, or Redis's own tcp-keepalive giving up on a long partition) subscribes to
+    wake-ups again once plugged back in, and takes a new run's chunks at once, not at its
+    next fallback queue read (a minute away)."""
+    settings = replace(cluster.settings, worker_poll_s=60.0)
+    w1 = start_worker(cluster, settings, "w1")
+    address = cluster.network.address("w1")
+    async with Client(cluster.observer(settings)) as watch:
+        await wait_for_workers(watch, [w1.pid])
+        await poll(lambda: subscribed(watch, address), timeout_s=10, what="w1 to subscribe")
+        await asyncio.to_thread(cluster.network.cut, "w1")
+        await asyncio.to_thread(forget_connections, cluster, address)
+        await poll(lambda: dropped(watch, address), timeout_s=10, what="Redis to drop w1")
+        # a cut long enough for w1 to drop out of the live workers, as in the cut test
+        await poll(lambda: gone(watch, w1.pid), timeout_s=EXPIRES_S + 5, what="w1's beat lapse")
+        restored_at, restored_wall = time.monotonic(), time.time()
+        await asyncio.to_thread(cluster.network.restore, "w1")
+        await poll(lambda: beat_of(watch, w1.pid, since=restored_wall), timeout_s=30, what="beat")
+        again = await eventually(lambda: subscribed(watch, address), timeout_s=RESUBSCRIBE_S)
+        assert again, f"w1 did not subscribe again within {RESUBSCRIBE_S} s of its cable's return"
+        resubscribed_s = time.monotonic() - restored_at
+        result = await submitted(start_cli_submit(cluster, settings, 100_000, 10))
+    assert result["total"] == 100_000 * 100_001 // 2
+    print(f"\nnetns: resubscribed {resubscribed_s:.2f} s after the cable was back")
+
+
+def forget_connections(cluster: Cluster, address: str) -> None:
+    """Make Redis's host drop its TCP connections from ``address``, telling nobody: the
+    kernel aborts them (``ss -K``), and the reset it sends is lost while the cable is out."""
+    ip("netns", "exec", cluster.network.hosts["redis"].namespace, "ss", "-K", "-tn", "dst", address)
+
+
+async def subscribed(watch: Client, address: str) -> bool | None:
+    """Return True once a connection from ``address`` is subscribed to channels."""
+    clients = await clients_from(watch, address)
+    return True if any(int(client["sub"]) > 0 for client in clients) else None
+
+
+async def dropped(watch: Client, address: str) -> bool | None:
+    """Return True once Redis holds no connection from ``address``."""
+    return True if not await clients_from(watch, address) else None
