@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 import socket
+import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -220,16 +221,27 @@ class Backoff:
     def __init__(self, what: str) -> None:
         self.what = what
         self.delay_s = 0.0  # > 0 while failing
+        self._since = 0.0  # monotonic time of the series' first failure
+
+    @property
+    def failing(self) -> bool:
+        """Return whether the last call failed (no success since :meth:`wait`)."""
+        return self.delay_s > 0
+
+    def failing_for_s(self) -> float:
+        """Return how long Redis has been unreachable in this series (0 if it is not)."""
+        return time.monotonic() - self._since if self.failing else 0.0
 
     async def wait(self, exc: BaseException) -> None:
         """Log the first failure of a series, then wait the next delay."""
-        if not self.delay_s:
+        if not self.failing:
             logger.warning("%s: Redis unreachable (%s); retrying until it is back", self.what, exc)
+            self._since = time.monotonic()
         self.delay_s = min(max(self.delay_s * 2, self.FIRST_S), self.MAX_S)
         await asyncio.sleep(self.delay_s)
 
     def reset(self) -> None:
         """Note a success: the next failure starts a new series."""
-        if self.delay_s:
+        if self.failing:
             logger.warning("%s: Redis reachable again", self.what)
             self.delay_s = 0.0

@@ -74,7 +74,6 @@ class _Run:
     count: int = 0
     sent: int = 0
     done: int = 0
-    outage_since: float | None = None  # monotonic time Redis became unreachable
     backoff: Backoff = field(default_factory=lambda: Backoff("submitter"))
     created: bool = False  # the run hash is in Redis
     finalised: RunStatus | None = None  # the run as a worker ended it, total and all
@@ -206,18 +205,38 @@ class Client:
     async def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:  # noqa: ASYNC109
         """Wait until a run ends (done, failed or cancelled) and return it.
 
+        Rides out a Redis outage (a restart, a Sentinel failover) of up to RECONNECT_S.
+
         Args:
             timeout: seconds; then WaitTimeoutError (the run goes on). None waits for good.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = Backoff(f"wait for run {run_id}")
+        while True:
+            try:
+                return await self._wait(run_id, deadline, timeout, backoff)
+            except WaitTimeoutError:  # a TimeoutError, so an OSError: not a lost Redis
+                raise
+            except LOST_REDIS as exc:
+                if backoff.failing_for_s() > RECONNECT_S:
+                    raise RedisUnavailableError(
+                        f"lost Redis for over {RECONNECT_S:.0f} s while waiting for run "
+                        f"{run_id} ({exc}); the run goes on: wait again later"
+                    ) from exc
+                await backoff.wait(exc)
+
+    async def _wait(
+        self, run_id: str, deadline: float | None, timeout_s: float | None, backoff: Backoff
+    ) -> RunStatus:
         async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(self.keys.ended_channel(run_id))  # before reading: no race
             while (run := await self.runs.read(run_id)).status in ACTIVE:
+                backoff.reset()
                 wait_s = WAIT_SLICE_S if deadline is None else deadline - time.monotonic()
                 if wait_s <= 0:
                     raise WaitTimeoutError(
                         f"run {run_id} is still {run.status} ({run.done_chunks} of "
-                        f"{run.chunks or '?'} chunks done) after {timeout} s; wait longer"
+                        f"{run.chunks or '?'} chunks done) after {timeout_s} s; wait longer"
                     )
                 await pubsub.get_message(timeout=min(wait_s, WAIT_SLICE_S))
         return run
@@ -311,7 +330,7 @@ class Client:
                     run_id=run.run_id,
                 )
         try:
-            if run.outage_since is None:
+            if not run.backoff.failing:
                 entries = await self._receive(run, wait_s)
             else:
                 entries = await self._recover(run)
@@ -342,16 +361,12 @@ class Client:
         the connection broke is lost with it), and fail the run if Redis lost any chunks."""
         entries = await self.runs.partials(run.run_id, sorted(run.pending))
         await self._check_lost(run)
-        run.outage_since = None
         run.backoff.reset()
         return entries
 
     async def _back_off(self, run: _Run, exc: Exception) -> None:
         """Wait a little while Redis is unreachable; give up after RECONNECT_S."""
-        now = time.monotonic()
-        if run.outage_since is None:
-            run.outage_since = now
-        elif now - run.outage_since > RECONNECT_S:
+        if run.backoff.failing_for_s() > RECONNECT_S:
             raise RedisUnavailableError(
                 f"lost Redis for over {RECONNECT_S:.0f} s during run {run.run_id} ({exc}); its "
                 f"workers may still finish it: see `chunksum status {run.run_id}` later"

@@ -494,3 +494,24 @@ async def test_chunks_lost_in_a_failover_fail_the_run(client: Client, redis: Arq
         await asyncio.wait_for(task, 10)
     assert (await client.status(run_id)).status == "failed"
     assert await redis.zcard(client.keys.queue) == 0
+
+
+async def test_wait_rides_out_a_redis_restart(settings: Settings) -> None:
+    """`wait` on a run reconnects after a Redis restart (appendonly on, as a failover keeps
+    the data) and returns the run once it ends."""
+    durable = ("--appendonly", "yes", "--appendfsync", "always")
+    with RedisServer(port=free_port(), extra_args=durable) as server:
+        own = replace(settings, redis_url=server.url)
+        async with Client(own) as client, Client(own) as waiter:
+            task, run_id = await queued_run(client, client.redis, chunks=4)
+            waiting = asyncio.create_task(waiter.wait(run_id, timeout=40))
+            channel = client.keys.ended_channel(run_id)
+            async with asyncio.timeout(10):  # until the waiter listens
+                while (await client.redis.pubsub_numsub(channel))[0][1] == 0:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(server.start)
+            async with running_worker(own):
+                assert (await asyncio.wait_for(task, 40)).total == sum(range(40))
+                run = await asyncio.wait_for(waiting, 40)
+    assert (run.status, run.total) == ("done", sum(range(40)))
