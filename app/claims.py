@@ -135,7 +135,7 @@ class ChunksumWorker(Worker):
             return
         run_id, index = chunk
         runs: RunStore = self.ctx["runs"]
-        if await runs.has_partial(run_id, index):
+        if await runs.partials(run_id, [index]):
             # a stale queue entry of a chunk already summed (a plain arq worker's retry can
             # leave one: see finish_job): nothing was lost
             return

@@ -76,7 +76,7 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
     ``?ssl_cert_reqs=none`` or ``?ssl_ca_certs=/path/ca.pem`` work as in redis-py.
     """
     url = settings.redis_url or DEFAULT_REDIS_URL
-    if url.startswith(SENTINEL_SCHEME + "://"):
+    if is_sentinel(settings):
         return _sentinel_settings(url, conn_retries=conn_retries)
     try:
         opts: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py: untyped

@@ -120,6 +120,15 @@ return 'ok'
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkCheck:
+    """What :meth:`RunStore.check_chunks` found: recorded partials (inbox entries), and the
+    indexes of chunks with neither a job nor a partial."""
+
+    partials: list[bytes]
+    lost: list[int]
+
+
 class Recorded(enum.IntEnum):
     """What recording a chunk's partial did (the RECORD script's reply)."""
 
@@ -343,13 +352,6 @@ class RunStore:
             pipe.delete(*[arq_job_key(job_id) for job_id in job_ids])
             await pipe.execute()
 
-    async def has_partial(self, run_id: str, index: int) -> bool:
-        """Return whether chunk ``index``'s partial is recorded (the run still active)."""
-        found = await cast(
-            Awaitable[int], self.redis.hexists(self.keys.partials(run_id), str(index))
-        )
-        return bool(found)
-
     async def partials(self, run_id: str, indexes: list[int]) -> list[bytes]:
         """Return the recorded partials (inbox entries) of those of ``indexes`` that have one."""
         if not indexes:
@@ -359,24 +361,28 @@ class RunStore:
         )
         return [entry for entry in found if entry is not None]
 
-    async def lost_chunks(self, run_id: str, indexes: list[int]) -> list[int]:
-        """Return those of an active run's chunk ``indexes`` that have neither a job nor a
-        partial: writes that a Redis failover lost (see app.replication). All of them if the
-        run's hash is gone too; none if the run has ended (its partials go then)."""
+    async def check_chunks(self, run_id: str, indexes: list[int]) -> "ChunkCheck":
+        """Return, in one snapshot, the recorded partials of an active run's chunk ``indexes``
+        and those of them that have neither a job nor a partial: writes that a Redis failover
+        lost (see app.replication). All are lost if the run's hash is gone too; none if the
+        run has ended (its partials go then)."""
         if not indexes:
-            return []
+            return ChunkCheck([], [])
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hget(self.keys.run(run_id), "status")
             pipe.hmget(self.keys.partials(run_id), indexes)
             for index in indexes:
                 pipe.exists(arq_job_key(job_id(run_id, index)))
             status, partials, *jobs = await pipe.execute()
+        recorded = [entry for entry in partials if entry is not None]
         if status is None:
-            return indexes
+            return ChunkCheck(recorded, indexes)
         if status.decode() not in ACTIVE:
-            return []
+            return ChunkCheck(recorded, [])
         found = zip(indexes, partials, jobs, strict=True)
-        return [index for index, partial, job in found if partial is None and not job]
+        return ChunkCheck(
+            recorded, [index for index, partial, job in found if partial is None and not job]
+        )
 
     async def recent(self, limit: int) -> list[RunStatus]:
         """Return up to ``limit`` runs, newest first (runs whose hash expired are skipped)."""

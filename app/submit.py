@@ -359,10 +359,16 @@ class Client:
     async def _recover(self, run: _Run) -> list[bytes]:
         """Back from an outage: take the partials recorded meanwhile (an inbox entry popped as
         the connection broke is lost with it), and fail the run if Redis lost any chunks."""
-        entries = await self.runs.partials(run.run_id, sorted(run.pending))
-        await self._check_lost(run)
+        found = await self.runs.check_chunks(run.run_id, sorted(run.pending))
+        if found.lost:  # a failover to a replica that had not received them
+            raise RunFailedError(
+                f"Redis came back without {len(found.lost)} of run {run.run_id}'s chunks (e.g. "
+                f"chunk {found.lost[0]}): a failover promoted a replica that had not received "
+                "them. Submit the numbers again; CHUNKSUM_WAIT_REPLICAS=1 or more makes this rarer",
+                run_id=run.run_id,
+            )
         run.backoff.reset()
-        return entries
+        return found.partials
 
     async def _back_off(self, run: _Run, exc: Exception) -> None:
         """Wait a little while Redis is unreachable; give up after RECONNECT_S."""
@@ -372,17 +378,6 @@ class Client:
                 f"workers may still finish it: see `chunksum status {run.run_id}` later"
             ) from exc
         await run.backoff.wait(exc)
-
-    async def _check_lost(self, run: _Run) -> None:
-        """Fail the run if Redis came back without some of its chunks (a failover to a
-        replica that had not received them): they would never be summed."""
-        if lost := await self.runs.lost_chunks(run.run_id, sorted(run.pending)):
-            raise RunFailedError(
-                f"Redis came back without {len(lost)} of run {run.run_id}'s chunks (e.g. chunk "
-                f"{lost[0]}): a failover promoted a replica that had not received them. Submit "
-                "the numbers again; CHUNKSUM_WAIT_REPLICAS=1 or more makes this rarer",
-                run_id=run.run_id,
-            )
 
     async def _check_active(self, run: _Run) -> None:
         """Raise if the run has failed or was cancelled; take it as it is if a worker has

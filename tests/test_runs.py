@@ -366,8 +366,8 @@ async def test_lost_chunks_have_neither_job_nor_partial(
     await store.create(RUN, chunks=3)
     await fake_redis.set(arq_job_key(job_id(RUN, 0)), b"job")
     await store.record(RUN, 1, ExactSum.of_ints(np.array([5])))
-    assert await store.lost_chunks(RUN, [0, 1, 2]) == [2]
-    assert await store.lost_chunks(RUN, []) == []
-    assert await store.lost_chunks("vanished", [0, 1]) == [0, 1]
+    assert (await store.check_chunks(RUN, [0, 1, 2])).lost == [2]
+    assert (await store.check_chunks(RUN, [])).lost == []
+    assert (await store.check_chunks("vanished", [0, 1])).lost == [0, 1]
     await store.cancel(RUN, "test")
-    assert await store.lost_chunks(RUN, [0, 1, 2]) == []
+    assert (await store.check_chunks(RUN, [0, 1, 2])).lost == []
