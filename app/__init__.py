@@ -13,7 +13,7 @@ from app.errors import (
     SettingsError,
     WaitTimeoutError,
 )
-from app.runs import RunStatus
+from app.runs import RunStatus, Status
 from app.settings import Settings
 from app.submit import Client, RunResult, submit, submit_sync
 
@@ -31,6 +31,7 @@ __all__ = [
     "RunTimeoutError",
     "Settings",
     "SettingsError",
+    "Status",
     "WaitTimeoutError",
     "submit",
     "submit_sync",

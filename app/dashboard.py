@@ -30,15 +30,13 @@ from starlette.routing import Route
 
 from app.connection import LOST_REDIS
 from app.errors import ChunksumError
-from app.exact import total_text
-from app.runs import RunStatus
+from app.runs import Status
 from app.settings import Settings
 from app.submit import Client
 
 REFRESH_S = 1.0
 RUNS_SHOWN = 50
 HISTORY = 300  # snapshots of throughput kept: five minutes at REFRESH_S
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 
 class Dashboard:
@@ -74,12 +72,12 @@ class Dashboard:
             "ready": True,
             "time": now,
             "queue_depth": depth,
-            "runs": [_run_fields(run) for run in runs],
+            "runs": [run.to_json() for run in runs],
             "workers": [asdict(worker) for worker in workers],
             "throughput": _rates(self.history),
             "can_cancel": self.token is not None,
         }
-        for status in STATUSES:
+        for status in Status:
             self._runs.labels(status).set(sum(run.status == status for run in runs))
         self._depth.set(depth)
         self._workers.set(len(workers))
@@ -131,7 +129,7 @@ class Dashboard:
             return JSONResponse({"error": "a valid bearer token is needed"}, status_code=401)
         run = await self.client.cancel(request.path_params["run_id"])
         await self.refresh()
-        return JSONResponse(_run_fields(run))
+        return JSONResponse(run.to_json())
 
     async def metrics(self, request: Request) -> Response:
         """The cluster's figures, for Prometheus."""
@@ -161,13 +159,6 @@ def create_app(settings: Settings, *, token: str | None = None) -> Starlette:
         Route("/metrics", board.metrics),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-def _run_fields(run: RunStatus) -> dict[str, Any]:
-    fields = asdict(run)
-    if run.total is not None:  # as text: JSON can't hold NaN, infinities or huge ints
-        fields["total"] = total_text(run.total)[0]
-    return fields
 
 
 def _rates(history: deque[tuple[float, int]]) -> list[list[float]]:

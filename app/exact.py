@@ -28,6 +28,7 @@ _FLOAT_BLOCK = 1 << 14
 _FLOAT_BASE = -1074  # bin e holds multiples of 2**(e - 1075) == 2**(e - 1) * 2**_FLOAT_BASE
 _INT64 = np.iinfo(np.int64)
 _DIGITS = 4000
+JSON_EXACT_INT = 2**53
 # Exponents a partial can have: float64 bits reach 2**-1074 (2**-1126 before canonical form).
 _EXPONENTS = range(-1126, 1 << 40)
 
@@ -131,6 +132,20 @@ def total_text(total: int | float) -> tuple[str, str]:
     if isinstance(total, int):
         return _decimal(total), "int"
     return repr(total), "float"
+
+
+def json_total(total: int | float | None) -> int | float | str | None:
+    """Return a total as every JSON reader reads it exactly: a number for an int within
+    ±2**53 or a finite float, else its text (huge ints, NaN, infinities).
+
+    JavaScript, and so the dashboard, reads JSON numbers as float64s, which hold ints
+    exactly only up to 2**53; and JSON has no NaN or infinities.
+    """
+    if isinstance(total, int) and abs(total) > JSON_EXACT_INT:
+        return _decimal(total)
+    if isinstance(total, float) and not math.isfinite(total):
+        return repr(total)
+    return total
 
 
 def parse_total(text: str, kind: str) -> int | float:

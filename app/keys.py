@@ -122,15 +122,3 @@ def arq_job_key(job_id: str) -> str:
 def arq_in_progress_key(job_id: str) -> str:
     """Return the key by which arq marks a job as running (arq's own naming)."""
     return in_progress_key_prefix + job_id
-
-
-# `chunksum bench`: its own prefix, so bench jobs never reach a deployment's workers.
-BENCH_PREFIX = "chunksum-bench"
-# The benchmark's baseline: the obvious arq code, on a queue and job of its own.
-NAIVE_QUEUE = f"{BENCH_PREFIX}:naive-queue"
-NAIVE_SUM_JOB = "naive_sum"
-
-
-def bench_floor_key(index: int) -> str:
-    """Return the key that holds chunk ``index`` in the bench's raw Redis floor (SET/GET)."""
-    return f"{BENCH_PREFIX}:floor:{index}"

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -19,6 +21,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.errors import RedisServerError
+from app.settings import Settings
 from app.worker_processes import stop_processes
 
 START_TIMEOUT_S = 10.0
@@ -128,3 +131,14 @@ class RedisServer:
         log = self._dir / "redis.log"
         text = log.read_text(errors="replace") if log.exists() else ""
         return " / ".join(text.strip().splitlines()[-3:]) or "(no log)"
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings) -> Iterator[Settings]:
+    """Yield ``settings`` as they are if they name a Redis; else with the URL of a private
+    server, started for the block and stopped after it (`chunksum run`, `chunksum bench`)."""
+    if settings.redis_url is not None:
+        yield settings
+        return
+    with RedisServer() as server:
+        yield replace(settings, redis_url=server.url)

@@ -1,4 +1,4 @@
-"""A run's state in Redis: its hash, its partials, its inbox; every write is atomic (Lua).
+"""A run's own state in Redis: its hash, its partials, its inbox and its submitter's lease.
 
 Status moves ``queued -> running -> done``, or to ``failed``/``cancelled`` from either
 active state. Only an active run accepts partials, and only once per chunk index, so a
@@ -7,130 +7,46 @@ once, after every chunk's partial has arrived: by the submitter, or, if the subm
 hasn't within a grace period (jobs.chunks), by the worker that recorded the last partial
 of a *sealed* run (one whose jobs are all enqueued), so that a run outlives its submitter.
 While a run is not yet sealed, its submitter holds a lease (``<prefix>:sender:{<run id>}``);
-if that lapses, the run is abandoned (failed, its queued jobs removed) by the next worker or
-reader to notice.
+if that lapses, the run is abandoned (failed) by the next worker or reader to notice.
+
+:class:`RunStore` is the one owner of these keys: every write is one Lua script
+(``app/lua/``), and a read never writes. The chunks' arq job records are
+:class:`app.queue.ChunkQueue`'s.
 """
 
 import enum
 import math
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from app import codec
+from app import codec, scripts
 from app.errors import RunNotFoundError
-from app.exact import ExactSum, parse_total, total_text
-from app.keys import Keys, arq_job_key, job_id, job_pattern
+from app.exact import ExactSum, json_total, parse_total, total_text
+from app.keys import Keys
 from app.replication import Replicas
 
-ACTIVE = ("queued", "running")
-# The inbox entry a worker leaves on finalising a run: its partials are gone from the inbox
-# then, and its submitter, if still waiting, reads the total from the run hash instead.
-FINALISED = codec.dumps(["finalised"])
 
-# Lists vanish when drained and hashes are created by their first field, so every write
-# (re)sets the expiry: a run whose submitter died can't leave keys behind for good.
-# ARGV[1] is the expiry in seconds, '' for none.
-_EXPIRE = """
-local function expire(key)
-  if ARGV[1] ~= '' then redis.call('EXPIRE', key, ARGV[1]) end
-end
-"""
+class Status(enum.StrEnum):
+    """Where a run is in its life."""
 
-# KEYS: run, partials, inbox, sender. ARGV: ttl, chunk index, inbox entry, now, the
-# chunk's seconds (added to the run's chunk_seconds, and kept in chunk_seconds_max if the
-# longest yet).
-# Returns a Recorded value: the run's 'enqueued' field is set once every job is enqueued.
-_RECORD = (
-    _EXPIRE
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return 0 end
-local enqueued = redis.call('HGET', KEYS[1], 'enqueued')
-if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then
-  -- a repeat; if the run is complete but still active, the worker that recorded the last
-  -- partial died or lost Redis before it finalised: this one does it instead
-  local done = redis.call('HGET', KEYS[1], 'done_chunks')
-  if enqueued and tonumber(done) == tonumber(enqueued) then return 2 end
-  return 0
-end
-redis.call('RPUSH', KEYS[3], ARGV[3])
-local done = redis.call('HINCRBY', KEYS[1], 'done_chunks', 1)
-redis.call('HINCRBYFLOAT', KEYS[1], 'chunk_seconds', ARGV[5])
-if tonumber(ARGV[5]) > tonumber(redis.call('HGET', KEYS[1], 'chunk_seconds_max') or '0') then
-  redis.call('HSET', KEYS[1], 'chunk_seconds_max', ARGV[5])
-end
-if status == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4])
-end
-expire(KEYS[2])
-expire(KEYS[3])
-if enqueued then
-  if done == tonumber(enqueued) then return 2 end
-elseif redis.call('EXISTS', KEYS[4]) == 0 then
-  return 3
-end
-return 1
-"""
-)
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
-# KEYS: run. Counts a chunk retry on an active run (never recreating an expired hash).
-_RETRIED = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' or status == 'running' then
-  redis.call('HINCRBY', KEYS[1], 'retried_chunks', 1)
-end
-"""
-
-# KEYS: run, partials, inbox, sender. ARGV: chunks enqueued, numbers in them. Marks an active
-# run's jobs all enqueued (its submitter's lease is no longer needed) and returns its status
-# then, or false.
-_SEAL = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return status end
-redis.call('HSET', KEYS[1], 'enqueued', ARGV[1], 'count', ARGV[2])
-redis.call('DEL', KEYS[4])
-return status
-"""
-
-# KEYS: run, partials, inbox, sender. ARGV: ttl, new status, now, inbox entry ('' for none),
-# the run's ended channel, the deployment's ends channel, run id, then field/value pairs.
-# Ends an active run: its partials go, the entry (a chunk's failure, a cancellation) is left
-# for the submitter, the run hash stays for the retention time, and waiters (on the run's
-# channel) and workers (on the deployment's) hear of it.
-_END = (
-    _EXPIRE
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return status or false end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], unpack(ARGV, 8))
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-if ARGV[4] ~= '' then
-  redis.call('RPUSH', KEYS[3], ARGV[4])
-  expire(KEYS[3])
-end
-expire(KEYS[1])
-redis.call('PUBLISH', ARGV[5], ARGV[2])
-redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. ARGV[2])
-return 'ok'
-"""
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkCheck:
-    """What :meth:`RunStore.check_chunks` found: recorded partials (inbox entries), and the
-    indexes of chunks with neither a job nor a partial."""
-
-    partials: list[bytes]
-    lost: list[int]
+    @property
+    def active(self) -> bool:
+        """Return whether the run may still take partials (queued or running)."""
+        return self in (Status.QUEUED, Status.RUNNING)
 
 
 class Recorded(enum.IntEnum):
-    """What recording a chunk's partial did (the RECORD script's reply)."""
+    """What recording a chunk's partial did (``record.lua``'s reply)."""
 
     NOTHING = 0  # a duplicate, or the run has ended: nothing changed
     RECORDED = 1
@@ -138,12 +54,32 @@ class Recorded(enum.IntEnum):
     ABANDONED = 3  # recorded, but the submitter's lease lapsed while it was enqueueing
 
 
+class EndResult(enum.StrEnum):
+    """What asking to end a run found (``end.lua``'s reply)."""
+
+    ENDED = "ended"  # this call ended it
+    LIVE = "live"  # (abandon) its submitter still holds it: nothing changed
+    WAS_DONE = "done"  # it had ended before, so
+    WAS_FAILED = "failed"
+    WAS_CANCELLED = "cancelled"
+    MISSING = "missing"  # no such run: never made, expired, or lost by Redis
+
+
+# The inbox entry a worker leaves on finalising a run: its partials are gone from the inbox
+# then, and its submitter, if still waiting, reads the total from the run hash instead.
+FINALISED = codec.dumps(["finalised"])
+ABANDONED_ERROR = (
+    "abandoned: the submitter stopped renewing its lease (CHUNKSUM_SUBMITTER_LEASE_S) "
+    "before it had enqueued every chunk; submit the numbers again"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RunStatus:
     """A run as stored in Redis."""
 
     run_id: str
-    status: str
+    status: Status
     total: int | float | None
     count: int | None
     chunks: int | None
@@ -169,7 +105,7 @@ class RunStatus:
 
         return cls(
             run_id=run_id,
-            status=fields["status"],
+            status=Status(fields["status"]),
             total=parse_total(total, fields["total_type"]) if total is not None else None,
             count=number("count"),
             chunks=number("chunks"),
@@ -182,6 +118,11 @@ class RunStatus:
             chunk_seconds_max=moment("chunk_seconds_max"),
             retried_chunks=int(fields.get("retried_chunks", 0)),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the fields for JSON (`chunksum status --json`, the dashboard), the total
+        as every JSON reader reads it exactly (see :func:`app.exact.json_total`)."""
+        return {**asdict(self), "total": json_total(self.total)}
 
 
 class RunStore:
@@ -199,8 +140,8 @@ class RunStore:
         self.ttl_s = ttl_s
         self.replicas = replicas or Replicas(0)
         self._ttl = "" if ttl_s is None else str(math.ceil(ttl_s))
-        self._record = redis.register_script(_RECORD)
-        self._retried = redis.register_script(_RETRIED)
+        self._record = redis.register_script(scripts.source("record"))
+        self._retried = redis.register_script(scripts.source("retried"))
 
     async def create(self, run_id: str, *, chunks: int, count: int | None = None) -> None:
         """Store a new queued run, sealed: its ``chunks`` jobs are enqueued (or will be by
@@ -220,7 +161,7 @@ class RunStore:
                 run isn't sealed (:meth:`add_seal`), a lapsed lease abandons it.
         """
         key = self.keys.run(run_id)
-        fields = {"status": "queued", "chunks": "" if chunks is None else chunks}
+        fields = {"status": Status.QUEUED.value, "chunks": "" if chunks is None else chunks}
         now = _now()
         pipe.hset(key, mapping={**fields, "done_chunks": 0, "created_at": now})
         pipe.zadd(self.keys.runs, {run_id: now})
@@ -235,14 +176,13 @@ class RunStore:
     def add_seal(self, pipe: Any, run_id: str, *, chunks: int, count: int | None) -> None:
         """Add to ``pipe`` the mark that all ``chunks`` jobs (``count`` numbers) are enqueued:
         from then on the run can finish without its submitter (see :meth:`finalise`)."""
-        # EVAL, not a registered script: a pipeline holding one first checks it is loaded,
-        # a round trip of its own; Redis caches the compiled script either way
         keys = self.keys.run_keys(run_id)
-        pipe.eval(_SEAL, len(keys), *keys, chunks, "" if count is None else count)
+        count_arg = "" if count is None else count
+        pipe.eval(scripts.source("seal"), len(keys), *keys, chunks, count_arg)
 
     async def record(
         self, run_id: str, index: int, partial: ExactSum, *, seconds: float = 0.0
-    ) -> "Recorded":
+    ) -> Recorded:
         """Record chunk ``index``'s partial once; say what that did (see :class:`Recorded`).
 
         Args:
@@ -252,19 +192,25 @@ class RunStore:
         args: list[str | int | bytes] = [self._ttl, index, entry, _now(), f"{seconds:.6f}"]
         return Recorded(await self._record(keys=self.keys.run_keys(run_id), args=args))
 
-    async def finalise(self, run_id: str) -> str | None:
+    async def note_retry(self, run_id: str) -> None:
+        """Count a chunk run that failed and will be tried again, if the run is active."""
+        await self._retried(keys=[self.keys.run(run_id)], args=[])
+
+    async def finalise(self, run_id: str) -> EndResult:
         """Write the total of a sealed run from its stored partials, if it is still active.
 
         A worker does this on recording the last partial, so that a run whose submitter died
         after enqueueing still ends (its submitter, if alive, races it to the same total:
-        the total is written once). Returns None, or the status the run already had.
+        the total is written once).
         """
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(self.keys.run(run_id), ["enqueued", "count"])
+            pipe.hmget(self.keys.run(run_id), ["status", "enqueued", "count"])
             pipe.hvals(self.keys.partials(run_id))
-            (enqueued, count), entries = await pipe.execute()
+            (status, enqueued, count), entries = await pipe.execute()
+        if status is None:
+            return EndResult.MISSING
         if enqueued is None or len(entries) != int(enqueued):  # ended meanwhile: partials gone
-            return "ended"
+            return EndResult(status.decode())
         total = ExactSum()
         for entry in entries:
             _, wire = codec.loads(entry)
@@ -273,52 +219,14 @@ class RunStore:
             run_id, total, count=int(count or 0), chunks=int(enqueued), inbox_entry=FINALISED
         )
 
-    async def abandon(self, run_id: str) -> str | None:
-        """Fail a run whose submitter's lease lapsed before every job was enqueued, and take
-        its queued jobs off the queue. Returns None, or the status the run already had."""
-        error = (
-            "abandoned: the submitter stopped renewing its lease (CHUNKSUM_SUBMITTER_LEASE_S) "
-            "before it had enqueued every chunk; submit the numbers again"
-        )
-        ended = await self.end(run_id, "failed", error=error)
-        await self.remove_jobs(run_id, await self.queued_indexes(run_id))
-        return ended
-
-    async def note_retry(self, run_id: str) -> None:
-        """Count a chunk run that failed and will be tried again, if the run is active."""
-        await self._retried(keys=[self.keys.run(run_id)], args=[])
-
-    async def fail_chunk(self, run_id: str, index: int, message: str) -> None:
-        """Fail the run because chunk ``index`` can't be summed, and tell the submitter."""
-        await self.end(
-            run_id, "failed", inbox_entry=codec.dumps([index, None, message]), error=message
-        )
-
-    async def end(
-        self, run_id: str, status: str, *, inbox_entry: bytes = b"", **fields: object
-    ) -> str | None:
-        """Move an active run to ``status`` with ``fields``; return None, or the status it had."""
-        channels = [self.keys.ended_channel(run_id), self.keys.ends_channel, run_id]
-        args: list[Any] = [self._ttl, status, _now(), inbox_entry, *channels]
-        for name, value in fields.items():
-            args += [name, str(value)]
-        keys = self.keys.run_keys(run_id)
-        # EVAL in a pipeline (see add_seal), so that WAIT follows on the same connection
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.eval(_END, len(keys), *keys, *args)
-            (outcome,) = await self.replicas.execute(pipe, f"the end of run {run_id}")
-        if outcome == b"ok":
-            return None
-        return outcome.decode() if outcome else "missing"
-
     async def finish(
         self, run_id: str, total: ExactSum, *, count: int, chunks: int, inbox_entry: bytes = b""
-    ) -> str | None:
+    ) -> EndResult:
         """Write the total of a run whose partials have all arrived: once, to an active run."""
         text, kind = total_text(total.value())
         return await self.end(
             run_id,
-            "done",
+            Status.DONE,
             inbox_entry=inbox_entry,
             total=text,
             total_type=kind,
@@ -326,63 +234,65 @@ class RunStore:
             chunks=chunks,
         )
 
-    async def cancel(self, run_id: str, reason: str) -> str | None:
-        """Cancel an active run, wake its submitter, and take its queued jobs off the queue.
+    async def fail_chunk(self, run_id: str, index: int, message: str) -> EndResult:
+        """Fail the run because chunk ``index`` can't be summed, and tell the submitter."""
+        entry = codec.dumps([index, None, message])
+        return await self.end(run_id, Status.FAILED, inbox_entry=entry, error=message)
 
-        Returns None, or the status the run had if it had already ended.
+    async def cancel(self, run_id: str, reason: str) -> EndResult:
+        """Cancel an active run and wake its submitter (its queued jobs are the queue's)."""
+        entry = codec.dumps([-1, None, reason])
+        return await self.end(run_id, Status.CANCELLED, inbox_entry=entry, error=reason)
+
+    async def abandon(self, run_id: str) -> EndResult:
+        """Fail the run if its submitter's lease lapsed before every job was enqueued;
+        :attr:`EndResult.LIVE` if the submitter still holds it, or sealed it."""
+        return await self.end(run_id, Status.FAILED, only_if_lapsed=True, error=ABANDONED_ERROR)
+
+    async def end(
+        self,
+        run_id: str,
+        status: Status,
+        *,
+        inbox_entry: bytes = b"",
+        only_if_lapsed: bool = False,
+        **fields: object,
+    ) -> EndResult:
+        """Move an active run to ``status`` with ``fields``; say what that found.
+
+        Args:
+            only_if_lapsed: end it only if its submitter's lease lapsed before sealing it.
         """
-        ended = await self.end(
-            run_id, "cancelled", inbox_entry=codec.dumps([-1, None, reason]), error=reason
-        )
-        await self.remove_jobs(run_id, await self.queued_indexes(run_id))
-        return ended
-
-    async def queued_indexes(self, run_id: str) -> list[int]:
-        """Return the chunk indexes of a run's jobs still on the queue."""
-        members = self.redis.zscan_iter(self.keys.queue, match=job_pattern(run_id))
-        return [int(member.rsplit(b":", 1)[1]) async for member, _ in members]
-
-    async def remove_jobs(self, run_id: str, indexes: list[int]) -> None:
-        """Take a run's not-yet-finished chunk jobs off the queue."""
-        if not indexes:
-            return
-        job_ids = [job_id(run_id, i) for i in indexes]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.keys.queue, *job_ids)
-            pipe.delete(*[arq_job_key(job_id) for job_id in job_ids])
-            await pipe.execute()
+        channels = [self.keys.ended_channel(run_id), self.keys.ends_channel, run_id]
+        condition = "lapsed" if only_if_lapsed else ""
+        args: list[Any] = [self._ttl, status.value, _now(), inbox_entry, *channels, condition]
+        for name, value in fields.items():
+            args += [name, str(value)]
+        keys = self.keys.run_keys(run_id)
+        # EVAL in a pipeline (see app.scripts), so that WAIT follows on the same connection;
+        # an abandonment a failover loses needs none: the next reader abandons the run again
+        replicas = Replicas(0) if only_if_lapsed else self.replicas
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(scripts.source("end"), len(keys), *keys, *args)
+            (outcome,) = await replicas.execute(pipe, f"the end of run {run_id}")
+        return EndResult(outcome.decode())
 
     async def partials(self, run_id: str, indexes: list[int]) -> list[bytes]:
         """Return the recorded partials (inbox entries) of those of ``indexes`` that have one."""
-        if not indexes:
-            return []
-        found = await cast(
-            Awaitable[list[bytes | None]], self.redis.hmget(self.keys.partials(run_id), indexes)
-        )
+        _, found = await self.snapshot(run_id, indexes)
         return [entry for entry in found if entry is not None]
 
-    async def check_chunks(self, run_id: str, indexes: list[int]) -> "ChunkCheck":
-        """Return, in one snapshot, the recorded partials of an active run's chunk ``indexes``
-        and those of them that have neither a job nor a partial: writes that a Redis failover
-        lost (see app.replication). All are lost if the run's hash is gone too; none if the
-        run has ended (its partials go then)."""
-        if not indexes:
-            return ChunkCheck([], [])
+    async def snapshot(
+        self, run_id: str, indexes: list[int]
+    ) -> tuple[Status | None, list[bytes | None]]:
+        """Return, read together, the run's status (None if it has no hash) and the
+        recorded partials of chunks ``indexes`` (None for each that has none)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hget(self.keys.run(run_id), "status")
-            pipe.hmget(self.keys.partials(run_id), indexes)
-            for index in indexes:
-                pipe.exists(arq_job_key(job_id(run_id, index)))
-            status, partials, *jobs = await pipe.execute()
-        recorded = [entry for entry in partials if entry is not None]
-        if status is None:
-            return ChunkCheck(recorded, indexes)
-        if status.decode() not in ACTIVE:
-            return ChunkCheck(recorded, [])
-        found = zip(indexes, partials, jobs, strict=True)
-        return ChunkCheck(
-            recorded, [index for index, partial, job in found if partial is None and not job]
-        )
+            if indexes:
+                pipe.hmget(self.keys.partials(run_id), indexes)
+            status, *found = await pipe.execute()
+        return (None if status is None else Status(status.decode())), (found[0] if found else [])
 
     async def recent(self, limit: int) -> list[RunStatus]:
         """Return up to ``limit`` runs, newest first (runs whose hash expired are skipped)."""
@@ -392,32 +302,24 @@ class RunStore:
                 pipe.hgetall(self.keys.run(run_id))
             hashes: list[dict[bytes, bytes]] = await pipe.execute()
         return [
-            RunStatus.from_hash(run_id, {k.decode(): v.decode() for k, v in raw.items()})
+            RunStatus.from_hash(run_id, _decoded(raw))
             for run_id, raw in zip(run_ids, hashes, strict=True)
             if raw
         ]
 
     async def read(self, run_id: str) -> RunStatus:
-        """Return the run, or raise RunNotFoundError.
-
-        A run still being enqueued whose submitter's lease has lapsed is abandoned first (a
-        worker recording a partial does the same): its submitter is gone.
-        """
-        fields = await self._fields(run_id)
-        sending = fields["status"] in ACTIVE and "enqueued" not in fields
-        if sending and not await self.redis.exists(self.keys.sender(run_id)):
-            await self.abandon(run_id)
-            fields = await self._fields(run_id)
-        return RunStatus.from_hash(run_id, fields)
-
-    async def _fields(self, run_id: str) -> dict[str, str]:
+        """Return the run, or raise RunNotFoundError."""
         raw = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.keys.run(run_id)))
         if not raw:
             raise RunNotFoundError(
                 f"no run {run_id!r} under key prefix {self.keys.prefix!r}: check the id and "
                 "CHUNKSUM_KEY_PREFIX (finished runs expire after CHUNKSUM_RESULT_TTL_S)"
             )
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return RunStatus.from_hash(run_id, _decoded(raw))
+
+
+def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 def _now() -> str:

@@ -33,6 +33,8 @@ class Settings:
     # replicas that must have a run's jobs and total before chunksum goes on (Redis WAIT);
     # None: 1 for a Sentinel REDIS_URL, else 0 (see app.replication)
     wait_replicas: int | None = None
+    # the bearer token that lets the dashboard cancel runs; None: read-only
+    dashboard_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "max_in_flight", "worker_max_jobs", "max_chunk_bytes"):
@@ -72,8 +74,12 @@ class Settings:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name != "redis_url":
-                env[ENV_PREFIX + f.name.upper()] = "none" if value is None else str(value)
+                env[ENV_PREFIX + f.name.upper()] = "" if value is None else str(value)
         return env
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw or None
 
 
 def _optional_ttl(raw: str) -> float | None:
@@ -85,7 +91,7 @@ def _optional_int(raw: str) -> int | None:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "redis_ca_file": str,
+    "redis_ca_file": _optional_text,
     "key_prefix": str,
     "chunk_size": int,
     "max_in_flight": int,
@@ -97,6 +103,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "submitter_lease_s": float,
     "max_chunk_bytes": int,
     "wait_replicas": _optional_int,
+    "dashboard_token": _optional_text,
 }
 
 

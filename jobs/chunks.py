@@ -1,45 +1,52 @@
-"""The chunk job: sum one chunk exactly and record its partial for the run."""
+"""The chunk job: sum one chunk exactly and record its partial for the run.
 
-import asyncio
+What the job uses of its worker comes through ``ctx``, under the keys below: the run store
+and the chunk queue (every worker opens them at start-up), and, under ``chunksum worker``,
+the worker's record of runs' ends (:class:`RunEnds`); a plain arq worker has none.
+"""
+
 import logging
 import time
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from arq.worker import Retry
 
 from app import codec
-from app.claims import WORKER, ChunksumWorker
 from app.connection import LOST_REDIS
 from app.errors import PayloadError
 from app.metrics import CHUNK_SECONDS, DONE, DUPLICATE, FAILED, NUMBERS, RETRIED
-from app.runs import Recorded, RunStore
+from app.queue import ChunkQueue
+from app.runs import EndResult, Recorded, RunStore
 
 logger = logging.getLogger(__name__)
-MAX_SIMULATED_IO_S = 60.0
+RUNS = "runs"  # ctx: the RunStore
+QUEUE = "queue"  # ctx: the ChunkQueue
+RUN_ENDS = "run_ends"  # ctx: a RunEnds, under `chunksum worker` only
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
 RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
 FINALISE_GRACE_S = 2.0  # how long the submitter has to write a complete run's total
 
 
-async def sum_chunk(
-    ctx: dict[str, Any], *, run_id: str, index: int, parts: object, simulate_io_s: float = 0.0
-) -> bool:
+class RunEnds(Protocol):
+    """What a chunk job uses of its worker's record of runs' ends (app.worker.run_ends)."""
+
+    def tally(self, run_id: str, count: int, seconds: float) -> None:
+        """Count a chunk the worker recorded, for its summary as the run ends."""
+
+    async def wait(self, run_id: str, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a run to end; return whether it has."""
+
+
+async def sum_chunk(ctx: dict[str, Any], *, run_id: str, index: int, parts: object) -> bool:
     """Sum chunk ``index`` of run ``run_id``; return False if the run already had it.
 
     A payload that can't be decoded fails the run (with the chunk index and reason) rather
     than being retried: running it again would fail the same way.
-
-    Args:
-        simulate_io_s: first await this long, as a chunk that waits on I/O would (benchmarks).
     """
     started = time.perf_counter()
-    runs: RunStore = ctx["runs"]
+    runs: RunStore = ctx[RUNS]
     if not isinstance(run_id, str) or not isinstance(index, int) or isinstance(index, bool):
         raise PayloadError(f"sum_chunk needs run_id: str and index: int, got {run_id!r}, {index!r}")
-    if not isinstance(simulate_io_s, int | float) or not 0 <= simulate_io_s <= MAX_SIMULATED_IO_S:
-        raise PayloadError(f"simulate_io_s must be 0..{MAX_SIMULATED_IO_S}, got {simulate_io_s!r}")
-    if simulate_io_s:
-        await asyncio.sleep(simulate_io_s)
     try:
         partial = codec.sum_parts(parts)
     except PayloadError as exc:
@@ -58,7 +65,7 @@ async def sum_chunk(
         if recorded is Recorded.LAST:
             await _finalise_unless_ended(ctx, runs, run_id)
         elif recorded is Recorded.ABANDONED:
-            await runs.abandon(run_id)
+            await _abandon(ctx, runs, run_id)
     except LOST_REDIS as exc:
         # Redis went away: run the chunk again later (recorded twice, it counts once, and
         # the last one's retry finalises the run all the same)
@@ -72,11 +79,19 @@ async def _finalise_unless_ended(ctx: dict[str, Any], runs: RunStore, run_id: st
     does so within FINALISE_GRACE_S (a ChunksumWorker hears of the run's end; another worker
     finalises at once). Written once either way; waiting spares the worker re-reading every
     partial in the usual case, where the submitter is alive and a moment away from it."""
-    worker: ChunksumWorker | None = ctx.get(WORKER)
-    if worker is not None and await worker.await_run_end(run_id, FINALISE_GRACE_S):
+    run_ends: RunEnds | None = ctx.get(RUN_ENDS)
+    if run_ends is not None and await run_ends.wait(run_id, FINALISE_GRACE_S):
         return
-    if await runs.finalise(run_id) is None:
+    if await runs.finalise(run_id) is EndResult.ENDED:
         logger.info("run %s: every chunk summed; this worker wrote the total", run_id)
+
+
+async def _abandon(ctx: dict[str, Any], runs: RunStore, run_id: str) -> None:
+    """Fail a run whose submitter's lease lapsed before it had enqueued every chunk, and
+    take its queued jobs off the queue."""
+    if await runs.abandon(run_id) is EndResult.ENDED:
+        queue: ChunkQueue = ctx[QUEUE]
+        await queue.remove_queued(run_id)
 
 
 def _account(
@@ -89,9 +104,9 @@ def _account(
     if logger.isEnabledFor(logging.DEBUG):  # the fields are built per chunk otherwise
         fields = {"run": run_id, "chunk": index, "count": count, "seconds": round(took_s, 6)}
         logger.debug("chunk summed", extra={"chunk": fields})
-    worker: ChunksumWorker | None = ctx.get(WORKER)
-    if worker is not None and recorded is not Recorded.NOTHING:  # not a repeat
-        worker.tally(run_id, count, took_s)
+    run_ends: RunEnds | None = ctx.get(RUN_ENDS)
+    if run_ends is not None and recorded is not Recorded.NOTHING:  # not a repeat
+        run_ends.tally(run_id, count, took_s)
 
 
 async def _retry_or_fail(

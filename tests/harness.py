@@ -12,10 +12,10 @@ from typing import Any, cast
 from arq.connections import ArqRedis
 from arq.worker import Worker
 
-from app.claims import ChunksumWorker
+from app.bench.slow_chunks import worker_settings
 from app.keys import Keys
 from app.settings import Settings
-from app.worker import worker_settings
+from app.worker.chunksum_worker import ChunksumWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,12 +79,12 @@ def process_env(settings: Settings) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def worker_process(settings: Settings, *args: str) -> AsyncIterator[Any]:
-    """Run ``chunksum worker`` in a real subprocess until the block exits."""
+    """Run ``chunksum worker`` (which can also run slow chunks) in a real subprocess until
+    the block exits."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "app.cli",
-        "worker",
+        "app.bench.worker",  # `chunksum worker`, which also runs the bench's slow chunks
         "--log-level",
         "warning",
         *args,

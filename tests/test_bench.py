@@ -13,19 +13,20 @@ from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 from arq.worker import Worker
 
-from app import bench_stream
-from app.baseline import measure_floor, measure_local, measure_naive, open_naive_pool
-from app.bench import BenchOptions, measure_chunksum, measure_idle, submit_one
-from app.bench_report import Report, render
-from app.bench_stream import write_numbers
+from app.bench import stream
+from app.bench.baselines import measure_floor, measure_local, measure_naive, open_naive_pool
+from app.bench.keys import NAIVE_QUEUE, floor_key
+from app.bench.naive_worker import WorkerSettings
+from app.bench.phases import BenchOptions, measure_chunksum, measure_idle, submit_one
+from app.bench.report import Report, render
+from app.bench.stream import write_numbers
+from app.bench.workloads import W1_RUNS, Timing, build
 from app.cli import main
 from app.errors import SettingsError
-from app.keys import NAIVE_QUEUE, Keys, bench_floor_key
-from app.naive_worker import WorkerSettings
+from app.keys import Keys
 from app.redis_server import RedisServer
 from app.settings import Settings
 from app.submit import Client
-from app.workloads import W1_RUNS, Timing, build
 from tests.harness import stop_worker
 
 TINY = 0.0001  # W1: 1 number, W3: 1,000 numbers, W5: 10,000 numbers
@@ -66,7 +67,7 @@ async def test_local_sums_and_the_redis_floor_check_their_results(
     assert not (await measure_local(floats, repeat=1)).correct
     floor = await measure_floor(settings, ints, repeat=2)
     assert floor.correct
-    assert await redis.exists(bench_floor_key(0)) == 0
+    assert await redis.exists(floor_key(0)) == 0
 
 
 async def test_the_obvious_arq_code_is_exact_on_ints_only(naive_pool: ArqRedis) -> None:
@@ -80,7 +81,7 @@ def test_the_numbers_file_holds_one_number_a_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """W5's file holds 1..N, one per line, across the blocks it is written in."""
-    monkeypatch.setattr(bench_stream, "WRITE_BLOCK", 4)
+    monkeypatch.setattr(stream, "WRITE_BLOCK", 4)
     path = tmp_path / "numbers.txt"
     write_numbers(path, 10)
     assert path.read_text() == "".join(f"{i}\n" for i in range(1, 11))

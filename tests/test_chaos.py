@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 from arq.connections import ArqRedis
 
+from app.bench.slow_chunks import submit_slow
 from app.settings import Settings
 from app.submit import Client
 from tests.harness import ROOT, process_env, read_hash
@@ -36,7 +37,7 @@ class Chaos:
     async def start(self) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
-            *("-m", "app.cli", "worker", "--log-level", "warning"),
+            *("-m", "app.bench.worker", "--log-level", "warning"),
             env=process_env(self.settings),
             cwd=ROOT,
         )
@@ -72,8 +73,8 @@ async def test_runs_stay_exact_while_workers_are_killed(
         async with Client(settings) as client:
             for _ in range(RUNS):
                 kills_before = chaos.kills
-                result = await client.submit(
-                    NUMBERS, chunks=CHUNKS, timeout=RUN_TIMEOUT_S, simulate_io_s=CHUNK_IO_S
+                result = await submit_slow(
+                    client, NUMBERS, chunks=CHUNKS, timeout=RUN_TIMEOUT_S, io_s=CHUNK_IO_S
                 )
                 assert result.total == sum(NUMBERS)
                 stored = await read_hash(redis, client.keys.run(result.run_id))

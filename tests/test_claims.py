@@ -10,11 +10,13 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.claims import CLAIM_BATCH, ChunksumWorker
+from app.bench.slow_chunks import submit_slow
 from app.keys import Keys, arq_in_progress_key, job_id
 from app.settings import Settings
 from app.submit import Client
 from app.worker import worker_settings
+from app.worker.chunksum_worker import ChunksumWorker
+from app.worker.claims import CLAIM_BATCH
 from tests.harness import run_ids, running_worker
 
 
@@ -79,7 +81,7 @@ async def test_claim_runs_on_a_lease_from_the_start(
     """A claimed chunk's in-progress key lives one lease, never arq's job timeout + 10 s."""
     settings = replace(settings, lease_s=2.0)
     async with running_worker(settings):
-        submit = asyncio.create_task(client.submit(range(10), chunks=1, simulate_io_s=0.5))
+        submit = asyncio.create_task(submit_slow(client, range(10), chunks=1, io_s=0.5))
         async with asyncio.timeout(10):
             while not (runs := await run_ids(redis, client.keys)):  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
@@ -123,7 +125,7 @@ async def test_a_full_worker_waits_for_a_slot_instead_of_spinning(
             await heart_beat()
 
         worker.heart_beat = counted  # type: ignore[method-assign]  # arq beats once a pass
-        result = await client.submit(range(10), chunks=2, simulate_io_s=0.5, timeout=30)
+        result = await submit_slow(client, range(10), chunks=2, io_s=0.5, timeout=30)
     assert result.total == 45
     assert passes < 20  # spinning for the 1 s that the worker is full would be thousands
 

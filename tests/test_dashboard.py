@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from app.bench.slow_chunks import submit_slow
 from app.dashboard import REFRESH_S, create_app
 from app.errors import RunFailedError
 from app.settings import Settings
@@ -70,13 +71,14 @@ async def fresh_state(base: str, run_id: str) -> dict[str, Any]:
 async def test_state_and_metrics_show_runs_and_workers(
     dashboard: str, settings: Settings, client: Client
 ) -> None:
-    """After a run, /api/state lists it (total as text) and the live worker, and /metrics
+    """After a run, /api/state lists it (its total as chunksum's JSON has it: see
+    app.exact.json_total) and the live worker, and /metrics
     counts runs by status and live workers."""
     async with running_worker(settings):
         result = await client.submit(range(100), chunks=4, timeout=30)
         state = await fresh_state(dashboard, result.run_id)
         (run,) = state["runs"]
-        assert (run["total"], run["done_chunks"], run["chunks"]) == ("4950", 4, 4)
+        assert (run["total"], run["done_chunks"], run["chunks"]) == (4950, 4, 4)
         assert len(state["workers"]) == 1
         status, text = await fetch(f"{dashboard}/metrics")
     assert status == 200
@@ -123,9 +125,7 @@ async def test_page_shows_a_run_reach_100_percent_with_its_total(
             page = await browser.new_page()
             await page.goto(dashboard)
             async with running_worker(replace(settings, worker_max_jobs=2)):
-                result = await client.submit(
-                    range(1, 10_001), chunks=8, simulate_io_s=0.3, timeout=30
-                )
+                result = await submit_slow(client, range(1, 10_001), chunks=8, io_s=0.3, timeout=30)
                 row = page.locator(f'tr[data-run-id="{result.run_id}"]')
                 await row.locator(".percent", has_text="100%").wait_for(timeout=30_000)
                 assert await row.locator(".total").inner_text() == "50005000"

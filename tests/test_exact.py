@@ -13,7 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import codec, exact
-from app.exact import FLOAT, NAN, NEG_INF, POS_INF, ExactSum, parse_total, total_text
+from app.exact import (
+    FLOAT,
+    NAN,
+    NEG_INF,
+    POS_INF,
+    ExactSum,
+    json_total,
+    parse_total,
+    total_text,
+)
 
 MAX = sys.float_info.max
 TINY = 5e-324  # the smallest subnormal
@@ -349,3 +358,22 @@ def test_total_text_round_trips_nan() -> None:
     parsed = parse_total(text, kind)
     assert isinstance(parsed, float)
     assert math.isnan(parsed)
+
+
+@pytest.mark.parametrize(
+    ("total", "expected"),
+    [
+        (2**53, 2**53),
+        (-(2**53), -(2**53)),
+        (2**53 + 1, "9007199254740993"),
+        (-(10**30), "-1" + "0" * 30),
+        (0.1, 0.1),
+        (math.inf, "inf"),
+        (math.nan, "nan"),
+        (None, None),
+    ],
+)
+def test_json_totals_are_exact_in_every_reader(total: int | float | None, expected: object) -> None:
+    """A total goes into JSON as a number only where every reader (JavaScript's float64s
+    included) reads it exactly; huge ints, NaN and infinities go as text."""
+    assert json_total(total) == expected

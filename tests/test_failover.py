@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from app.bench.slow_chunks import submit_slow
 from app.errors import RunFailedError
 from app.redis_server import RedisServer, find_redis_server
 from app.settings import Settings
@@ -149,7 +150,7 @@ async def test_a_run_survives_the_masters_death(group: Group) -> None:
         Client(settings) as client,
     ):
         submit = asyncio.create_task(
-            client.submit(NUMBERS, chunks=CHUNKS, timeout=60, simulate_io_s=CHUNK_IO_S)
+            submit_slow(client, NUMBERS, chunks=CHUNKS, timeout=60, io_s=CHUNK_IO_S)
         )
         await chunks_done(client, CHUNKS // 5)  # mid-run: some chunks done, most not
         old_port = group.master_port()

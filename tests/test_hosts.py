@@ -45,17 +45,17 @@ SUBMIT_S = 40.0
 STOP_GRACE_S = 15.0
 RESUBSCRIBE_S = 15.0  # time for TCP keepalive probes (after 10 s idle) to find a dead connection
 
-# `chunksum submit` has no --simulate-io: the slow runs' submitter uses the Client API,
-# and prints the result as `chunksum submit --json` does.
+# The slow runs' submitter uses the bench's slow chunks (app.bench.slow_chunks), which
+# `chunksum submit` has no option for, and prints the result as `chunksum submit --json` does.
 SUBMIT_SLOW_CHUNKS = """
 import asyncio, json, sys
+from app.bench.slow_chunks import submit_slow
 from app.settings import Settings
 from app.submit import Client
 
 async def main(last: int, chunks: int, io_s: float) -> None:
     async with Client(Settings.from_env()) as client:
-        result = await client.submit(
-            range(1, last + 1), chunks=chunks, timeout=30, simulate_io_s=io_s
+        result = await submit_slow(client, range(1, last + 1), chunks=chunks, timeout=30, io_s=io_s
         )
     fields = ("run_id", "total", "count", "chunks", "elapsed_s")
     print(json.dumps({name: getattr(result, name) for name in fields}))
@@ -67,6 +67,7 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
 # synchronous source would; it stands in for one.
 SUBMIT_STREAM = """
 import asyncio, json, sys, time
+from app.bench.slow_chunks import submit_slow
 from app.settings import Settings
 from app.submit import Client
 
@@ -79,8 +80,7 @@ def slowly(last: int, per_chunk: int, every_s: float):
 async def main(last: int, per_chunk: int, every_s: float, io_s: float) -> None:
     numbers = slowly(last, per_chunk, every_s)
     async with Client(Settings.from_env()) as client:
-        result = await client.submit(
-            numbers, chunk_size=per_chunk, timeout=40, simulate_io_s=io_s
+        result = await submit_slow(client, numbers, chunk_size=per_chunk, timeout=40, io_s=io_s
         )
     fields = ("run_id", "total", "count", "chunks", "elapsed_s")
     print(json.dumps({name: getattr(result, name) for name in fields}))
@@ -154,7 +154,7 @@ def wait_for_redis(server: subprocess.Popen[bytes], directory: Path) -> None:
 
 def start_worker(cluster: Cluster, settings: Settings, host: str) -> subprocess.Popen[bytes]:
     """Start `chunksum worker` on ``host``, with its metrics on the host's loopback."""
-    argv = [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]
+    argv = [sys.executable, "-m", "app.bench.worker", "--log-level", "warning"]
     argv += ["--metrics-port", str(METRICS_PORT)]
     return cluster.network.popen(host, argv, env=process_env(settings), cwd=ROOT)
 

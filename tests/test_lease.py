@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 from arq.connections import ArqRedis
 
+from app.bench.slow_chunks import submit_slow
 from app.keys import arq_in_progress_key, job_id
 from app.lease import Lease
 from app.settings import Settings
@@ -45,9 +46,7 @@ async def test_lease_shortens_and_renews_the_in_progress_key(redis: ArqRedis) ->
 
 async def started_chunk(client: Client, redis: ArqRedis, io_s: float) -> asyncio.Task[RunResult]:
     """Submit range(1000) as one chunk that waits ``io_s``; return once it runs on a lease."""
-    submit = asyncio.create_task(
-        client.submit(range(1000), chunks=1, timeout=30, simulate_io_s=io_s)
-    )
+    submit = asyncio.create_task(submit_slow(client, range(1000), chunks=1, timeout=30, io_s=io_s))
     async with asyncio.timeout(10):
         while not (runs := await run_ids(redis, client.keys)):  # noqa: ASYNC110  # Redis state
             await asyncio.sleep(0.01)

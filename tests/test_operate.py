@@ -12,7 +12,8 @@ import pytest
 from arq.connections import ArqRedis
 from fakeredis import FakeAsyncRedis
 
-from app.bench_scaling import ScalingPoint, render
+from app.bench.scaling import ScalingPoint, render
+from app.bench.slow_chunks import submit_slow
 from app.cli import main
 from app.exact import ExactSum
 from app.heartbeat import EXPIRES_S, Heartbeat, live_workers
@@ -90,7 +91,7 @@ async def test_workers_and_health_follow_live_workers(settings: Settings, client
 async def test_status_watch_returns_when_the_run_ends(settings: Settings, client: Client) -> None:
     """`status RUN_ID --watch` follows a run to its end, then prints its final state."""
     async with running_worker(settings):
-        submit = asyncio.create_task(client.submit(range(10), chunks=2, simulate_io_s=1.0))
+        submit = asyncio.create_task(submit_slow(client, range(10), chunks=2, io_s=1.0))
         async with asyncio.timeout(10):
             while not (runs := await client.recent_runs(1)):  # noqa: ASYNC110  # Redis state
                 await asyncio.sleep(0.01)

@@ -18,19 +18,23 @@ from tests.harness import ROOT, process_env, read_hash, run_ids, running_worker
 # chunk's worth every 0.2 s for a minute: the test kills the process long before it ends).
 SUBMITTER = """
 import asyncio, sys, time
+from app.bench.slow_chunks import submit_slow
 from app.settings import Settings
-from app.submit import submit
+from app.submit import Client
 
 def stalling():
     for _ in range(300):
         yield from range(100)
         time.sleep(0.2)
 
-if sys.argv[1] == "sized":
-    numbers, options = range(1000), {"chunks": 4, "simulate_io_s": 1.0}
-else:
-    numbers, options = stalling(), {"chunk_size": 100}
-asyncio.run(submit(numbers, settings=Settings.from_env(), timeout=60, **options))
+async def main(kind: str) -> None:
+    async with Client(Settings.from_env()) as client:
+        if kind == "sized":
+            await submit_slow(client, range(1000), chunks=4, io_s=1.0, timeout=60)
+        else:
+            await client.submit(stalling(), chunk_size=100, timeout=60)
+
+asyncio.run(main(sys.argv[1]))
 """
 
 

@@ -1,19 +1,19 @@
-"""Tests for app.runs: the run store's atomic Lua writes, against fakeredis (no server)."""
+"""Tests for app.runs: the run store's atomic Lua writes, against the test Redis server."""
 
 import inspect
 import math
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import TypeVar
 
 import numpy as np
 import pytest
-from fakeredis import FakeAsyncRedis, FakeServer
+from arq.connections import ArqRedis
 
 from app import codec
 from app.errors import RunNotFoundError
 from app.exact import ExactSum
-from app.keys import Keys, arq_job_key, job_id
-from app.runs import Recorded, RunStore
+from app.keys import Keys
+from app.runs import EndResult, Recorded, RunStore, Status
 
 RUN = "run1"
 TTL_S = 100.5  # RunStore rounds it up to 101 s
@@ -22,23 +22,15 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-async def fake_redis() -> AsyncIterator[FakeAsyncRedis]:
-    """Yield an in-memory Redis with a server of its own."""
-    redis = FakeAsyncRedis(server=FakeServer())
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture
-def store(fake_redis: FakeAsyncRedis) -> RunStore:
+def store(redis: ArqRedis) -> RunStore:
     """Return a run store with a retention time."""
-    return RunStore(fake_redis, KEYS, ttl_s=TTL_S)
+    return RunStore(redis, KEYS, ttl_s=TTL_S)
 
 
 @pytest.fixture
-def store_without_ttl(fake_redis: FakeAsyncRedis) -> RunStore:
+def store_without_ttl(redis: ArqRedis) -> RunStore:
     """Return a run store whose keys never expire."""
-    return RunStore(fake_redis, KEYS, ttl_s=None)
+    return RunStore(redis, KEYS, ttl_s=None)
 
 
 async def settle(reply: Awaitable[T] | T) -> T:
@@ -48,7 +40,7 @@ async def settle(reply: Awaitable[T] | T) -> T:
     return reply
 
 
-async def inbox(redis: FakeAsyncRedis, run_id: str = RUN) -> list[object]:
+async def inbox(redis: ArqRedis, run_id: str = RUN) -> list[object]:
     """Return the decoded entries of a run's inbox."""
     return [codec.loads(entry) for entry in await settle(redis.lrange(KEYS.inbox(run_id), 0, -1))]
 
@@ -62,117 +54,118 @@ async def test_create_stores_a_queued_run(store: RunStore) -> None:
     assert run.created_at > 0
 
 
-async def start_sending(store: RunStore, redis: FakeAsyncRedis, *, lease_s: float = 30) -> None:
+async def start_sending(store: RunStore, redis: ArqRedis, *, lease_s: float = 30) -> None:
     """Create RUN as a streaming submitter does: chunk count unknown, a sender lease held."""
     async with redis.pipeline(transaction=True) as pipe:
         store.add_create(pipe, RUN, chunks=None, sender_lease_s=lease_s)
         await pipe.execute()
 
 
-async def test_create_with_unknown_chunk_count(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+async def test_create_with_unknown_chunk_count(store: RunStore, redis: ArqRedis) -> None:
     """A streamed run, whose chunk count is unknown, reads back with chunks None, and holds
     its submitter's lease."""
-    await start_sending(store, fake_redis)
+    await start_sending(store, redis)
     assert (await store.read(RUN)).chunks is None
-    assert 0 < await fake_redis.pttl(KEYS.sender(RUN)) <= 30_000
+    assert 0 < await redis.pttl(KEYS.sender(RUN)) <= 30_000
 
 
-async def test_last_partial_of_a_sealed_run_finalises_it(
-    store: RunStore, fake_redis: FakeAsyncRedis
-) -> None:
+async def test_last_partial_of_a_sealed_run_finalises_it(store: RunStore, redis: ArqRedis) -> None:
     """The last partial of a sealed run says so; finalise then writes the exact total and
     count from the stored partials, once: the submitter's own finish finds the run done."""
-    await start_sending(store, fake_redis)
+    await start_sending(store, redis)
     assert await store.record(RUN, 0, ExactSum.of_floats(np.array([0.1]))) is Recorded.RECORDED
-    async with fake_redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=True) as pipe:
         store.add_seal(pipe, RUN, chunks=2, count=3)
         await pipe.execute()
-    assert not await fake_redis.exists(KEYS.sender(RUN))
+    assert not await redis.exists(KEYS.sender(RUN))
     partial = ExactSum.of_floats(np.array([0.2, 0.3]))
     assert await store.record(RUN, 1, partial) is Recorded.LAST
-    assert await store.finalise(RUN) is None
+    assert await store.finalise(RUN) is EndResult.ENDED
     run = await store.read(RUN)
     exact = math.fsum([0.1, 0.2, 0.3])
     assert (run.status, run.total, run.count, run.chunks) == ("done", exact, 3, 2)
-    assert await store.finish(RUN, ExactSum(), count=3, chunks=2) == "done"
+    assert await store.finish(RUN, ExactSum(), count=3, chunks=2) is EndResult.WAS_DONE
     assert (await store.read(RUN)).total == exact
 
 
 async def test_partial_after_the_sender_lease_lapsed_abandons_the_run(
-    store: RunStore, fake_redis: FakeAsyncRedis
+    store: RunStore, redis: ArqRedis
 ) -> None:
     """A partial recorded while the run is unsealed and its sender lease gone says so;
-    abandon fails the run with a reason and takes its queued jobs away."""
-    await start_sending(store, fake_redis)
-    await fake_redis.zadd(KEYS.queue, {job_id(RUN, 5): 1})
-    await fake_redis.delete(KEYS.sender(RUN))  # the lease lapsed
+    abandon fails the run with a reason."""
+    await start_sending(store, redis)
+    await redis.delete(KEYS.sender(RUN))  # the lease lapsed
     assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.ABANDONED
-    assert await store.abandon(RUN) is None
+    assert await store.abandon(RUN) is EndResult.ENDED
     run = await store.read(RUN)
     assert run.status == "failed"
     assert run.error is not None
     assert "abandoned" in run.error
-    assert await fake_redis.zcard(KEYS.queue) == 0
 
 
-async def test_reading_an_unsealed_run_without_its_sender_abandons_it(
-    store: RunStore, fake_redis: FakeAsyncRedis
+async def test_abandon_ends_only_a_run_whose_sender_lease_lapsed(
+    store: RunStore, redis: ArqRedis
 ) -> None:
-    """Readers notice a lapsed sender lease too (no partial may ever come to notice it)."""
-    await start_sending(store, fake_redis)
-    assert (await store.read(RUN)).status == "queued"  # lease held
-    await fake_redis.delete(KEYS.sender(RUN))
+    """abandon leaves a run whose submitter holds its lease, or sealed it, as it is; a
+    reading never changes a run."""
+    await start_sending(store, redis)
+    assert await store.abandon(RUN) is EndResult.LIVE  # lease held
+    await redis.delete(KEYS.sender(RUN))
+    assert (await store.read(RUN)).status == "queued"  # reading changes nothing
+    assert await store.abandon(RUN) is EndResult.ENDED
     assert (await store.read(RUN)).status == "failed"
+    await store.create("sealed", chunks=1)
+    assert await store.abandon("sealed") is EndResult.LIVE
 
 
-async def test_record_counts_a_chunk_once(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+async def test_record_counts_a_chunk_once(store: RunStore, redis: ArqRedis) -> None:
     """Recording the same chunk twice counts it and pushes it to the inbox once."""
     await store.create(RUN, chunks=3)
     partial = ExactSum.of(5, -1, 1)
     assert await store.record(RUN, 0, partial) is Recorded.RECORDED
     assert await store.record(RUN, 0, ExactSum.of(7, 0, 0)) is Recorded.NOTHING
-    assert await inbox(fake_redis) == [[0, partial.to_wire()]]
-    assert await settle(fake_redis.hlen(KEYS.partials(RUN))) == 1
+    assert await inbox(redis) == [[0, partial.to_wire()]]
+    assert await settle(redis.hlen(KEYS.partials(RUN))) == 1
     run = await store.read(RUN)
     assert (run.status, run.done_chunks) == ("running", 1)
 
 
-async def test_record_moves_queued_to_running(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+async def test_record_moves_queued_to_running(store: RunStore, redis: ArqRedis) -> None:
     """The first partial moves the run to running and stamps started_at; later ones count up."""
     await store.create(RUN, chunks=3)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
-    started_at = await settle(fake_redis.hget(KEYS.run(RUN), "started_at"))
+    started_at = await settle(redis.hget(KEYS.run(RUN), "started_at"))
     assert started_at is not None
     await store.record(RUN, 2, ExactSum.of(2**70 + 1, 0, 0))
     run = await store.read(RUN)
     assert (run.status, run.done_chunks) == ("running", 2)
-    assert await settle(fake_redis.hget(KEYS.run(RUN), "started_at")) == started_at
-    entries = await inbox(fake_redis)
+    assert await settle(redis.hget(KEYS.run(RUN), "started_at")) == started_at
+    entries = await inbox(redis)
     assert [entry[0] for entry in entries] == [0, 2]  # type: ignore[index]  # [index, wire]
     wire = entries[1][1]  # type: ignore[index]  # [index, wire]
     assert ExactSum.from_wire(wire) == ExactSum.of(2**70 + 1, 0, 0)
 
 
-async def test_record_refuses_an_unknown_run(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+async def test_record_refuses_an_unknown_run(store: RunStore, redis: ArqRedis) -> None:
     """A partial for a run that doesn't exist (or has expired) is refused and stores nothing."""
     assert await store.record("nope", 0, ExactSum.of(1, 0, 0)) is Recorded.NOTHING
-    assert await fake_redis.keys("*") == []
+    assert await redis.keys("*") == []
 
 
-async def test_finish_writes_the_total_once(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+async def test_finish_writes_the_total_once(store: RunStore, redis: ArqRedis) -> None:
     """finish writes total, type, count and chunks, and deletes the partials and the inbox."""
     await store.create(RUN, chunks=2)
     await store.record(RUN, 0, ExactSum.of(3, 0, 0))
     await store.record(RUN, 1, ExactSum.of(4, 0, 0))
-    assert await store.finish(RUN, ExactSum.of(7, 0, 0), count=10, chunks=2) is None
-    fields = await settle(fake_redis.hgetall(KEYS.run(RUN)))
+    assert await store.finish(RUN, ExactSum.of(7, 0, 0), count=10, chunks=2) is EndResult.ENDED
+    fields = await settle(redis.hgetall(KEYS.run(RUN)))
     assert fields[b"total"] == b"7"
     assert fields[b"total_type"] == b"int"
     run = await store.read(RUN)
     assert (run.status, run.total, run.count, run.chunks, run.done_chunks) == ("done", 7, 10, 2, 2)
     assert run.finished_at is not None
     assert run.finished_at >= run.created_at
-    assert not await fake_redis.exists(KEYS.partials(RUN), KEYS.inbox(RUN))
+    assert not await redis.exists(KEYS.partials(RUN), KEYS.inbox(RUN))
 
 
 async def test_second_finish_returns_the_previous_status(store: RunStore) -> None:
@@ -180,17 +173,15 @@ async def test_second_finish_returns_the_previous_status(store: RunStore) -> Non
     await store.create(RUN, chunks=1)
     await store.finish(RUN, ExactSum.of(7, 0, 0), count=1, chunks=1)
     assert await store.finish(RUN, ExactSum.of(99, 0, 0), count=5, chunks=5) == "done"
-    assert await store.end(RUN, "cancelled", error="too late") == "done"
+    assert await store.end(RUN, Status.CANCELLED, error="too late") == "done"
     run = await store.read(RUN)
     assert (run.status, run.total, run.count, run.error) == ("done", 7, 1, None)
 
 
-async def test_end_of_an_unknown_run_reports_missing(
-    store: RunStore, fake_redis: FakeAsyncRedis
-) -> None:
+async def test_end_of_an_unknown_run_reports_missing(store: RunStore, redis: ArqRedis) -> None:
     """Ending a run that doesn't exist returns 'missing' and creates nothing."""
-    assert await store.end("nope", "cancelled") == "missing"
-    assert await fake_redis.keys("*") == []
+    assert await store.end("nope", Status.CANCELLED) == "missing"
+    assert await redis.keys("*") == []
 
 
 @pytest.mark.parametrize(
@@ -216,29 +207,27 @@ async def test_totals_keep_their_type_and_value(store: RunStore, total: ExactSum
         assert stored == expected
 
 
-async def test_records_after_the_run_ended_are_refused(
-    store: RunStore, fake_redis: FakeAsyncRedis
-) -> None:
+async def test_records_after_the_run_ended_are_refused(store: RunStore, redis: ArqRedis) -> None:
     """Once a run is done, a late partial is refused and leaves no partials or inbox behind."""
     await store.create(RUN, chunks=2)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
     assert await store.record(RUN, 1, ExactSum.of(5, 0, 0)) is Recorded.NOTHING
-    assert not await fake_redis.exists(KEYS.partials(RUN), KEYS.inbox(RUN))
+    assert not await redis.exists(KEYS.partials(RUN), KEYS.inbox(RUN))
     assert (await store.read(RUN)).done_chunks == 1
 
 
-@pytest.mark.parametrize("status", ["failed", "cancelled"])
-async def test_records_after_failure_or_cancel_are_refused(store: RunStore, status: str) -> None:
+@pytest.mark.parametrize("status", [Status.FAILED, Status.CANCELLED])
+async def test_records_after_failure_or_cancel_are_refused(store: RunStore, status: Status) -> None:
     """A failed or cancelled run accepts no more partials."""
     await store.create(RUN, chunks=2)
-    assert await store.end(RUN, status, error="stop") is None
+    assert await store.end(RUN, status, error="stop") is EndResult.ENDED
     assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.NOTHING
     run = await store.read(RUN)
     assert (run.status, run.error, run.done_chunks) == (status, "stop", 0)
 
 
-async def test_fail_chunk_marks_the_run_failed(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+async def test_fail_chunk_marks_the_run_failed(store: RunStore, redis: ArqRedis) -> None:
     """fail_chunk fails the run with the error and leaves exactly one failure entry in the inbox."""
     await store.create(RUN, chunks=3)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
@@ -247,55 +236,49 @@ async def test_fail_chunk_marks_the_run_failed(store: RunStore, fake_redis: Fake
     run = await store.read(RUN)
     assert (run.status, run.error) == ("failed", "chunk 2 can't be summed: bad part")
     assert run.finished_at is not None
-    assert await inbox(fake_redis) == [[2, None, "chunk 2 can't be summed: bad part"]]
-    assert not await fake_redis.exists(KEYS.partials(RUN))
+    assert await inbox(redis) == [[2, None, "chunk 2 can't be summed: bad part"]]
+    assert not await redis.exists(KEYS.partials(RUN))
 
 
-async def test_fail_chunk_after_done_changes_nothing(
-    store: RunStore, fake_redis: FakeAsyncRedis
-) -> None:
+async def test_fail_chunk_after_done_changes_nothing(store: RunStore, redis: ArqRedis) -> None:
     """A chunk failure reported after the run is done neither fails it nor fills the inbox."""
     await store.create(RUN, chunks=1)
     await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
     await store.fail_chunk(RUN, 0, "late")
     assert (await store.read(RUN)).status == "done"
-    assert not await fake_redis.exists(KEYS.inbox(RUN))
+    assert not await redis.exists(KEYS.inbox(RUN))
 
 
-async def test_ttls_are_set_when_configured(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
+async def test_ttls_are_set_when_configured(store: RunStore, redis: ArqRedis) -> None:
     """With ttl_s, the run, partials and inbox expire within ceil(ttl_s) seconds."""
     await store.create(RUN, chunks=2)
-    assert 0 < await fake_redis.ttl(KEYS.run(RUN)) <= 101
+    assert 0 < await redis.ttl(KEYS.run(RUN)) <= 101
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     for key in (KEYS.run(RUN), KEYS.partials(RUN), KEYS.inbox(RUN)):  # not the sender's
-        assert 0 < await fake_redis.ttl(key) <= 101, key
+        assert 0 < await redis.ttl(key) <= 101, key
     await store.fail_chunk(RUN, 1, "boom")
-    assert 0 < await fake_redis.ttl(KEYS.run(RUN)) <= 101
-    assert 0 < await fake_redis.ttl(KEYS.inbox(RUN)) <= 101
+    assert 0 < await redis.ttl(KEYS.run(RUN)) <= 101
+    assert 0 < await redis.ttl(KEYS.inbox(RUN)) <= 101
 
 
-async def test_ttl_is_refreshed_when_a_run_ends(
-    store: RunStore, fake_redis: FakeAsyncRedis
-) -> None:
+async def test_ttl_is_refreshed_when_a_run_ends(store: RunStore, redis: ArqRedis) -> None:
     """Ending a run restarts the run hash's retention time."""
     await store.create(RUN, chunks=1)
-    await fake_redis.expire(KEYS.run(RUN), 5)
+    await redis.expire(KEYS.run(RUN), 5)
     await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
-    assert 5 < await fake_redis.ttl(KEYS.run(RUN)) <= 101
+    assert 5 < await redis.ttl(KEYS.run(RUN)) <= 101
 
 
-async def test_no_ttls_without_ttl_s(
-    store_without_ttl: RunStore, fake_redis: FakeAsyncRedis
-) -> None:
+async def test_no_ttls_without_ttl_s(store_without_ttl: RunStore, redis: ArqRedis) -> None:
     """With ttl_s None, no key of the run expires."""
     store = store_without_ttl
     await store.create(RUN, chunks=2)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     for key in (KEYS.run(RUN), KEYS.partials(RUN), KEYS.inbox(RUN)):  # not the sender's
-        assert await fake_redis.ttl(key) == -1, key
+        assert await redis.ttl(key) == -1, key
     await store.fail_chunk(RUN, 1, "boom")
-    assert await fake_redis.ttl(KEYS.run(RUN)) == -1
-    assert await fake_redis.ttl(KEYS.inbox(RUN)) == -1
+    assert await redis.ttl(KEYS.run(RUN)) == -1
+    assert await redis.ttl(KEYS.inbox(RUN)) == -1
 
 
 async def test_read_of_an_unknown_run_raises(store: RunStore) -> None:
@@ -304,30 +287,11 @@ async def test_read_of_an_unknown_run_raises(store: RunStore) -> None:
         await store.read("nope")
 
 
-async def test_runs_are_separated_by_prefix(fake_redis: FakeAsyncRedis) -> None:
+async def test_runs_are_separated_by_prefix(redis: ArqRedis) -> None:
     """A run stored under one key prefix is not visible under another."""
-    await RunStore(fake_redis, KEYS, ttl_s=None).create(RUN, chunks=1)
+    await RunStore(redis, KEYS, ttl_s=None).create(RUN, chunks=1)
     with pytest.raises(RunNotFoundError):
-        await RunStore(fake_redis, Keys("other"), ttl_s=None).read(RUN)
-
-
-async def test_remove_jobs(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
-    """remove_jobs takes the given chunks' jobs off the queue and deletes their arq job keys."""
-    ids = [job_id(RUN, i) for i in range(3)] + [job_id("other", 0)]
-    await fake_redis.zadd(KEYS.queue, {job: score for score, job in enumerate(ids)})
-    for job in ids:
-        await fake_redis.set(arq_job_key(job), b"job")
-    await store.remove_jobs(RUN, [0, 2])
-    assert await fake_redis.zrange(KEYS.queue, 0, -1) == [b"run1:1", b"other:0"]
-    remaining = [bool(await fake_redis.exists(arq_job_key(job))) for job in ids]
-    assert remaining == [False, True, False, True]
-
-
-async def test_remove_no_jobs_is_a_no_op(store: RunStore, fake_redis: FakeAsyncRedis) -> None:
-    """remove_jobs with no indexes touches nothing."""
-    await fake_redis.zadd(KEYS.queue, {job_id(RUN, 0): 0})
-    await store.remove_jobs(RUN, [])
-    assert await fake_redis.zcard(KEYS.queue) == 1
+        await RunStore(redis, Keys("other"), ttl_s=None).read(RUN)
 
 
 async def test_repeat_of_a_complete_runs_chunk_finalises_it(store: RunStore) -> None:
@@ -338,7 +302,7 @@ async def test_repeat_of_a_complete_runs_chunk_finalises_it(store: RunStore) -> 
     assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.RECORDED
     assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.LAST  # then it died
     assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.LAST  # the rerun
-    assert await store.finalise(RUN) is None
+    assert await store.finalise(RUN) is EndResult.ENDED
     assert (await store.read(RUN)).total == 3
     assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.NOTHING
 
@@ -353,21 +317,19 @@ async def test_chunk_timings_and_retries_add_up(store: RunStore) -> None:
     await store.note_retry(RUN)
     run = await store.read(RUN)
     assert (run.chunk_seconds, run.chunk_seconds_max, run.retried_chunks) == (1.75, 1.5, 1)
-    await store.end(RUN, "cancelled")
+    await store.end(RUN, Status.CANCELLED)
     await store.note_retry(RUN)
     assert (await store.read(RUN)).retried_chunks == 1
 
 
-async def test_lost_chunks_have_neither_job_nor_partial(
-    store: RunStore, fake_redis: FakeAsyncRedis
+async def test_snapshot_reads_status_and_partials_together(
+    store: RunStore, redis: ArqRedis
 ) -> None:
-    """After a failover, a chunk with a job (queued or running) or a partial is safe; one
-    with neither was lost. A run whose hash is gone lost everything; an ended one, nothing."""
+    """snapshot returns the run's status and, per chunk, its recorded partial or None."""
     await store.create(RUN, chunks=3)
-    await fake_redis.set(arq_job_key(job_id(RUN, 0)), b"job")
     await store.record(RUN, 1, ExactSum.of_ints(np.array([5])))
-    assert (await store.check_chunks(RUN, [0, 1, 2])).lost == [2]
-    assert (await store.check_chunks(RUN, [])).lost == []
-    assert (await store.check_chunks("vanished", [0, 1])).lost == [0, 1]
-    await store.cancel(RUN, "test")
-    assert (await store.check_chunks(RUN, [0, 1, 2])).lost == []
+    status, partials = await store.snapshot(RUN, [0, 1, 2])
+    assert status is Status.RUNNING
+    assert [entry is not None for entry in partials] == [False, True, False]
+    assert await store.snapshot(RUN, []) == (Status.RUNNING, [])
+    assert await store.snapshot("vanished", [0]) == (None, [None])

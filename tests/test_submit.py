@@ -28,6 +28,7 @@ from app import (
     submit,
     submit_sync,
 )
+from app.bench.slow_chunks import submit_slow
 from app.keys import Keys, arq_job_key, job_id
 from app.redis_server import RedisServer
 from tests.harness import (
@@ -316,7 +317,7 @@ def test_submit_sync_from_synchronous_code(settings: Settings) -> None:
 
 async def test_simulated_io_delays_each_chunk(client: Client, worker: Worker) -> None:
     """simulate_io_s makes each chunk job await that long before summing (a bench option)."""
-    result = await client.submit(range(40), chunks=4, timeout=30, simulate_io_s=0.05)
+    result = await submit_slow(client, range(40), chunks=4, timeout=30, io_s=0.05)
     assert result.total == sum(range(40))
     assert result.elapsed_s >= 0.05
 
@@ -351,7 +352,7 @@ async def test_cancel_stops_running_chunks(
     """Chunks running when their run is cancelled are aborted within moments, not left to
     finish, and the worker goes on to serve the next run."""
     async with running_worker(settings) as worker:
-        task = asyncio.create_task(client.submit(range(40), chunks=4, simulate_io_s=30.0))
+        task = asyncio.create_task(submit_slow(client, range(40), chunks=4, io_s=30.0))
         async with asyncio.timeout(10):  # until all four chunks run
             while len(worker.job_tasks) < 4:  # noqa: ASYNC110  # the worker's state
                 await asyncio.sleep(0.01)
@@ -427,9 +428,7 @@ async def test_busy_worker_rides_out_a_redis_restart(settings: Settings) -> None
         own = replace(settings, redis_url=server.url, lease_s=1.0)
         async with worker_process(own) as process, Client(own) as client:
             numbers = range(1000)
-            task = asyncio.create_task(
-                client.submit(numbers, chunks=8, timeout=60, simulate_io_s=0.5)
-            )
+            task = asyncio.create_task(submit_slow(client, numbers, chunks=8, timeout=60, io_s=0.5))
             async with asyncio.timeout(10):  # until the worker holds chunks mid-way
                 while not await client.redis.keys("arq:in-progress:*"):  # noqa: ASYNC110
                     await asyncio.sleep(0.01)

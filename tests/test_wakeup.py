@@ -16,7 +16,7 @@ from redis.asyncio.client import PubSub
 from app.keys import Keys
 from app.settings import Settings
 from app.submit import Client
-from app.wakeup import QueueWaker
+from app.worker.wakeup import QueueWaker
 from tests.harness import running_worker
 
 LONG_POLL_S = 30.0  # far beyond every test's timeout: only a wake-up can explain prompt pick-up

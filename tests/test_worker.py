@@ -17,16 +17,16 @@ from arq.constants import retry_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Worker
 
-import app.worker
 from app import codec
-from app.claims import ChunksumWorker
 from app.errors import PayloadError, RunFailedError
 from app.exact import ExactSum
 from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key, arq_job_key, job_id
-from app.runs import RunStore
+from app.runs import EndResult, RunStore, Status
 from app.settings import Settings
 from app.submit import Client
-from app.worker import worker_settings
+from app.worker import WorkerSettings, worker_settings
+from app.worker.chunksum_worker import ChunksumWorker
+from app.worker.settings import ARQ_MAX_TRIES
 from jobs.chunks import sum_chunk
 from tests.harness import ROOT, process_env, read_hash, running_worker, worker_process
 
@@ -187,13 +187,13 @@ async def test_chunk_out_of_arq_tries_fails_its_run(
     await runs.create(run_id, chunks=1)
     chunk = job_id(run_id, 0)
     await enqueue_raw(redis, keys, chunk, chunk_job(run_id, 0, codec.encode_chunk([1, 2], 0)))
-    await redis.set(retry_key_prefix + chunk, app.worker.ARQ_MAX_TRIES)  # each death took a try
+    await redis.set(retry_key_prefix + chunk, ARQ_MAX_TRIES)  # each death took a try
     worker = await run_burst(settings)
     assert (worker.jobs_complete, worker.jobs_failed) == (0, 1)
     status = await runs.read(run_id)
     assert status.status == "failed"
     assert status.error is not None
-    assert f"max {app.worker.ARQ_MAX_TRIES} retries exceeded" in status.error
+    assert f"max {ARQ_MAX_TRIES} retries exceeded" in status.error
 
 
 async def test_submit_waiting_on_a_corrupt_chunk_raises(
@@ -256,15 +256,15 @@ async def assert_recorded_once(
     assert ExactSum.from_wire(wire).value() == total
 
 
-@pytest.mark.parametrize("status", ["done", "failed", "cancelled", None])
+@pytest.mark.parametrize("status", [Status.DONE, Status.FAILED, Status.CANCELLED, None])
 async def test_chunk_for_an_ended_run_records_nothing(
-    settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore, status: str | None
+    settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore, status: Status | None
 ) -> None:
     """A chunk job for a run that ended (or no longer exists) leaves no partial behind."""
     run_id = uuid.uuid4().hex
     if status is not None:
         await runs.create(run_id, chunks=1)
-        assert await runs.end(run_id, status) is None
+        assert await runs.end(run_id, status) is EndResult.ENDED
     await enqueue_raw(redis, keys, job_id(run_id, 0), chunk_job(run_id, 0, [["i1", b"\x05"]]))
     worker = await run_burst(settings)
     assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
@@ -336,7 +336,7 @@ async def test_procfile_worker_command_sums_a_run(
 
 def test_worker_settings_module_is_what_arq_needs() -> None:
     """`app.worker.WorkerSettings` holds only Worker arguments, with its own prefix's queue."""
-    settings = app.worker.WorkerSettings
+    settings = WorkerSettings
     assert isinstance(settings, dict)
     assert set(settings) <= set(inspect.signature(Worker).parameters)
     assert {"functions", "queue_name", "redis_settings", "job_deserializer"} <= set(settings)

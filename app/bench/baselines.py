@@ -18,15 +18,15 @@ from arq.constants import result_key_prefix
 from arq.jobs import Job
 from redis import Redis
 
+from app.bench.keys import NAIVE_QUEUE, NAIVE_SUM_JOB, floor_key
+from app.bench.workloads import RUN_TIMEOUT_S, Timing, Values, Workload, bounds, measure, same
 from app.connection import DEFAULT_REDIS_URL, redis_settings
 from app.errors import ChunksumError
-from app.keys import NAIVE_QUEUE, NAIVE_SUM_JOB, bench_floor_key
 from app.settings import Settings
 from app.worker_processes import WorkerProcesses
-from app.workloads import RUN_TIMEOUT_S, Timing, Values, Workload, bounds, measure, same
 
 LOG_TAIL_BYTES = 2000
-NAIVE_COMMAND = [sys.executable, "-m", "arq", "app.naive_worker.WorkerSettings"]
+NAIVE_COMMAND = [sys.executable, "-m", "arq", "app.bench.naive_worker.WorkerSettings"]
 
 
 class NaiveWorkers(WorkerProcesses):
@@ -130,7 +130,7 @@ async def measure_floor(settings: Settings, workload: Workload, repeat: int) -> 
     assert isinstance(workload.numbers, np.ndarray)
     array = workload.numbers
     payloads = [array[start:stop].tobytes() for start, stop in bounds(array.size, workload.chunks)]
-    keys = [bench_floor_key(index) for index in range(len(payloads))]
+    keys = [floor_key(index) for index in range(len(payloads))]
     with contextlib.closing(_sync_client(settings)) as client:
 
         def set_then_get() -> list[bytes]:

@@ -21,11 +21,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from app.bench.slow_chunks import WORKER_COMMAND, submit_with_io
+from app.bench.workloads import Workload, measure, random_floats, same, scaled
 from app.errors import ChunksumError
 from app.settings import Settings
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
-from app.workloads import RUN_TIMEOUT_S, Workload, measure, random_floats, same, scaled
 
 WORKER_COUNTS = (1, 2, 4, 8)
 CPU_NUMBERS = 10_000_000  # float64s, in CPU_CHUNKS chunks
@@ -68,7 +69,7 @@ def measure_scaling(
     settings = replace(settings, max_in_flight=max(settings.max_in_flight, len(io_numbers)))
     points: list[ScalingPoint] = []
     for count in counts:
-        with WorkerProcesses(count, settings):
+        with WorkerProcesses(count, settings, command=WORKER_COMMAND):
             points += asyncio.run(_measure_with(settings, count, (cpu, io), repeat))
     return points
 
@@ -83,11 +84,8 @@ async def _measure_with(
             io_s = IO_S if workload.name == "io" else 0.0
 
             async def run(workload: Workload = workload, io_s: float = io_s) -> int | float:
-                result = await client.submit(
-                    workload.numbers,
-                    chunks=workload.chunks,
-                    timeout=RUN_TIMEOUT_S,
-                    simulate_io_s=io_s,
+                result = await submit_with_io(
+                    client, workload.numbers, io_s=io_s, chunks=workload.chunks
                 )
                 return result.total
 

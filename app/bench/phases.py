@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from app.baseline import (
+from app.bench.baselines import (
     NaiveWorkers,
     measure_floor,
     measure_local,
@@ -29,16 +29,10 @@ from app.baseline import (
     naive_sum,
     open_naive_pool,
 )
-from app.bench_report import Report, Results, render
-from app.bench_stream import measure_stream, write_numbers
-from app.connection import close, connect
-from app.errors import SettingsError
-from app.keys import BENCH_PREFIX
-from app.redis_server import RedisServer
-from app.settings import Settings
-from app.submit import Client
-from app.worker_processes import WorkerProcesses
-from app.workloads import (
+from app.bench.report import Report, Results, render
+from app.bench.slow_chunks import WORKER_COMMAND, submit_with_io
+from app.bench.stream import measure_stream, write_numbers
+from app.bench.workloads import (
     RUN_TIMEOUT_S,
     W6_IO_S,
     WORKLOADS,
@@ -52,6 +46,12 @@ from app.workloads import (
     same,
     scaled,
 )
+from app.connection import close, connect
+from app.errors import SettingsError
+from app.redis_server import redis_for
+from app.settings import Settings
+from app.submit import Client
+from app.worker_processes import WorkerProcesses
 
 SIZED = ("W1", "W2", "W3", "W4", "W6")
 NAIVE = ("W1", "W2", "W3", "W4")
@@ -96,10 +96,8 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 
 def run_bench(options: BenchOptions, settings: Settings) -> int:
     """Run the benchmark, print the table (or JSON), and return 1 if a chunksum result was wrong."""
-    with contextlib.ExitStack() as stack:
-        if settings.redis_url is None:
-            settings = replace(settings, redis_url=stack.enter_context(RedisServer()).url)
-        report = measure_all(options, replace(settings, key_prefix=BENCH_PREFIX))
+    with redis_for(settings) as settings:
+        report = measure_all(options, settings)
     print(render(report, as_json=options.as_json))
     if report.chunksum_correct():
         return 0
@@ -114,7 +112,7 @@ def measure_all(options: BenchOptions, settings: Settings) -> Report:
     results: Results = {}
     machine = asyncio.run(_baselines(settings, sized, options.repeat, results))
     progress(f"starting {options.workers} chunksum workers")
-    with WorkerProcesses(options.workers, settings):
+    with WorkerProcesses(options.workers, settings, command=WORKER_COMMAND):
         asyncio.run(_chunksum_phase(settings, sized, options, results))
     if any(name in NAIVE or name == "W7" for name in options.only):
         progress(f"starting {options.workers} plain arq workers")
@@ -187,9 +185,7 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
     io_s = W6_IO_S if workload.name == "W6" else 0.0
 
     async def run() -> int | float:
-        result = await client.submit(
-            workload.numbers, chunks=workload.chunks, timeout=RUN_TIMEOUT_S, simulate_io_s=io_s
-        )
+        result = await submit_with_io(client, workload.numbers, io_s=io_s, chunks=workload.chunks)
         return result.total
 
     repeat *= workload.runs_per_repeat

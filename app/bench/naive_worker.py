@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 from arq.connections import RedisSettings
 from arq.worker import func
 
+from app.bench.keys import NAIVE_QUEUE, NAIVE_SUM_JOB
 from app.connection import redis_settings
-from app.keys import NAIVE_QUEUE, NAIVE_SUM_JOB
 from app.settings import Settings
-from jobs.naive import naive_sum
+from jobs.bench import naive_sum
 
 
 class WorkerSettings:

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from app.workloads import Timing
+from app.bench.workloads import Timing
 
 Results = dict[str, dict[str, Timing]]
 """Row (workload) -> contender (chunksum, naive, local, floor) -> its timing."""

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.bench.workloads import RUN_TIMEOUT_S, Timing
 from app.errors import ChunksumError
 from app.inputs import parse_lines
 from app.settings import Settings
 from app.submit import submit
-from app.workloads import RUN_TIMEOUT_S, Timing
 
-CHILD_CODE = "from app.bench_stream import child_main; child_main()"
+CHILD_CODE = "from app.bench.stream import child_main; child_main()"
 CHILD_TIMEOUT_S = 900.0
 SAMPLE_S = 0.02  # Redis memory sampling interval while the child runs
 SETTLE_S = 5.0  # longest wait for Redis's memory to settle before a run

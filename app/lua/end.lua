@@ -1,0 +1,30 @@
+-- End an active run: its partials go, the entry (a chunk's failure, a cancellation) is
+-- left for the submitter, the run hash stays for the retention time, and waiters (on the
+-- run's channel) and workers (on the deployment's) hear of it.
+-- KEYS: run, partials, inbox, sender.
+-- ARGV: ttl, new status, now, inbox entry ('' for none), the run's ended channel, the
+-- deployment's ends channel, run id, 'lapsed' to end the run only if its submitter's lease
+-- lapsed before it sealed the run ('' to end it regardless), then field/value pairs.
+-- Returns an EndResult value (app.runs): 'ended', 'live', or the status the run already had
+-- ('missing' if it has none).
+local run, partials, inbox, sender = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ttl, new_status, now, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ended_channel, ends_channel, run_id, only_if = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+
+local status = redis.call('HGET', run, 'status')
+if not status then return 'missing' end
+if not is_active(status) then return status end
+if only_if == 'lapsed'
+    and (redis.call('HEXISTS', run, 'enqueued') == 1 or redis.call('EXISTS', sender) == 1) then
+  return 'live'
+end
+redis.call('HSET', run, 'status', new_status, 'finished_at', now, unpack(ARGV, 9))
+redis.call('DEL', partials, inbox, sender)
+if entry ~= '' then
+  redis.call('RPUSH', inbox, entry)
+  expire(inbox, ttl)
+end
+expire(run, ttl)
+redis.call('PUBLISH', ended_channel, new_status)
+redis.call('PUBLISH', ends_channel, run_id .. ' ' .. new_status)
+return 'ended'

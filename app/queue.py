@@ -1,0 +1,103 @@
+"""The chunks' arq job records: the one place the client side writes, reads and removes them.
+
+Each chunk is one arq job: its record (``arq:job:<run id>:<index>``, arq's format, encoded
+with app.codec) and its entry in the deployment's queue (a sorted set scored by the time it
+is due). Job ids are deterministic (:func:`app.keys.job_id`), so a job enqueued twice is
+one job. Workers take jobs off the queue through arq's own protocol (app.worker); after
+each batch the submitter publishes the batch's job ids on ``<prefix>:wake`` so that idle
+workers claim them at once.
+"""
+
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from arq.jobs import serialize_job
+from redis.asyncio import Redis
+
+from app import codec
+from app.errors import ChunkingError
+from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, chunk_of, job_id, job_pattern
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkJob:
+    """The arq job that sums a chunk: its registered name, and keyword arguments it takes
+    beside the chunk's own (for a job registered beside ``sum_chunk``, as the bench's is)."""
+
+    name: str = SUM_CHUNK_JOB
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ChunkQueue:
+    """Enqueues, finds and removes the chunk jobs of one deployment's runs.
+
+    Args:
+        job_ttl_s: how long a job record lives unless a worker finishes it first.
+        max_chunk_bytes: the largest encoded job accepted (CHUNKSUM_MAX_CHUNK_BYTES).
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, *, job_ttl_s: float, max_chunk_bytes: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.max_chunk_bytes = max_chunk_bytes
+        self._job_ttl_ms = int(job_ttl_s * 1000)
+
+    def add(
+        self, pipe: Any, run_id: str, index: int, parts: list[codec.Part], job: ChunkJob
+    ) -> int:
+        """Add to ``pipe`` the commands that enqueue chunk ``index``; return its size in bytes.
+
+        Raises:
+            ChunkingError: the encoded job is over ``max_chunk_bytes``.
+        """
+        now_ms = int(time.time() * 1000)
+        kwargs = {**job.kwargs, "run_id": run_id, "index": index, "parts": parts}
+        data = serialize_job(job.name, (), kwargs, None, now_ms, serializer=codec.dumps)
+        if len(data) > self.max_chunk_bytes:
+            raise ChunkingError(
+                f"chunk {index} packs to {len(data):,} bytes, over CHUNKSUM_MAX_CHUNK_BYTES="
+                f"{self.max_chunk_bytes:,}; pass a smaller chunk_size (or more chunks)"
+            )
+        chunk_job = job_id(run_id, index)
+        pipe.psetex(arq_job_key(chunk_job), self._job_ttl_ms, data)
+        pipe.zadd(self.keys.queue, {chunk_job: now_ms})
+        return len(data)
+
+    def add_wake(self, pipe: Any, run_id: str, indexes: list[int]) -> None:
+        """Add to ``pipe`` the wake-up that names chunk jobs just enqueued (see app.worker)."""
+        if indexes:
+            names = " ".join(job_id(run_id, index) for index in indexes)
+            pipe.publish(self.keys.wake_channel, names)
+
+    async def queued(self, run_id: str) -> list[int]:
+        """Return the chunk indexes of a run's jobs still on the queue."""
+        members = self.redis.zscan_iter(self.keys.queue, match=job_pattern(run_id))
+        return [chunk[1] async for member, _ in members if (chunk := chunk_of(member.decode()))]
+
+    async def exist(self, run_id: str, indexes: list[int]) -> list[bool]:
+        """Return, for each chunk of ``indexes``, whether its job record exists (queued or
+        running; arq deletes it once a worker has finished the chunk)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.exists(arq_job_key(job_id(run_id, index)))
+            return [bool(found) for found in await pipe.execute()]
+
+    async def remove(self, run_id: str, indexes: list[int]) -> None:
+        """Take chunk jobs of a run off the queue, records and all."""
+        if not indexes:
+            return
+        job_ids = [job_id(run_id, i) for i in indexes]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.queue, *job_ids)
+            pipe.delete(*[arq_job_key(job_id) for job_id in job_ids])
+            await pipe.execute()
+
+    async def remove_queued(self, run_id: str) -> None:
+        """Take every job of a run still on the queue off it (a run that ended early)."""
+        await self.remove(run_id, await self.queued(run_id))
+
+    async def depth(self) -> int:
+        """Return how many chunk jobs are queued or running, across every run."""
+        return int(await cast(Awaitable[int], self.redis.zcard(self.keys.queue)))

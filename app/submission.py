@@ -1,0 +1,294 @@
+"""One run's submit engine: enqueue its chunks, gather their partials, store the total.
+
+Partials come back through the run's inbox (a Redis list) that the submitter reads with
+BLPOP, so it wakes the moment a worker pushes, with no polling. At most ``max_in_flight``
+chunks are queued or running at once: a generator is read as fast as the workers keep up.
+The run hash goes out with the first jobs, and the seal (every job enqueued) with the last.
+"""
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from arq.connections import ArqRedis
+
+from app import codec
+from app.chunking import Chunk, Numbers, plan
+from app.connection import LOST_REDIS, Backoff
+from app.errors import RedisUnavailableError, RunFailedError, RunTimeoutError
+from app.exact import ExactSum
+from app.lease import Lease
+from app.queue import ChunkJob, ChunkQueue
+from app.runs import EndResult, RunStatus, RunStore, Status
+from app.settings import Settings
+
+Progress = Callable[[int, int | None], None]
+"""Called with (chunks done, chunks in all, or None while a stream is still being read)."""
+
+# BLPOP wakes on a push at once; the slice only bounds how long a dead run goes unnoticed.
+WAIT_SLICE_S = 5.0
+PIPELINE_BYTES = 1 << 20
+FLUSH_AFTER_S = 0.05  # longest an encoded chunk waits in the pipeline for more to come
+MAX_DRAIN = 1000  # inbox entries read per round trip after BLPOP wakes
+RECONNECT_S = 30.0  # how long a submitter rides out an unreachable Redis
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """A finished run: its id, exact total, how many numbers and chunks, and the wall time."""
+
+    run_id: str
+    total: int | float
+    count: int
+    chunks: int
+    elapsed_s: float
+
+
+def lost_chunks(
+    indexes: list[int], jobs: list[bool], status: Status | None, partials: list[bytes | None]
+) -> list[int]:
+    """Return those of chunks ``indexes`` that Redis lost: with neither a job nor a partial,
+    in a run that is active, or whose hash is gone too (then all are lost). An ended run's
+    partials are gone, but nothing is lost then."""
+    if status is None:
+        return indexes
+    if not status.active:
+        return []
+    found = zip(indexes, jobs, partials, strict=True)
+    return [index for index, job, partial in found if not job and partial is None]
+
+
+class Submission:
+    """The submitter's side of one run, from the first chunk enqueued to the stored total.
+
+    Args:
+        timeout_s: the run's deadline; past it the run fails and its queued jobs go.
+        job: the arq job that sums each chunk (the bench registers one of its own).
+    """
+
+    def __init__(
+        self,
+        queue: ChunkQueue,
+        runs: RunStore,
+        settings: Settings,
+        numbers: Numbers,
+        *,
+        chunks: int | None = None,
+        chunk_size: int | None = None,
+        timeout_s: float | None = None,
+        on_progress: Progress | None = None,
+        job: ChunkJob | None = None,
+    ) -> None:
+        planned = plan(
+            numbers, chunks=chunks, chunk_size=chunk_size, default_size=settings.chunk_size
+        )
+        self.queue, self.runs, self.settings = queue, runs, settings
+        self.run_id = uuid.uuid4().hex
+        self.chunks = planned.chunks  # None while a stream's length is unknown
+        self._items = planned.items
+        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._on_progress = on_progress
+        self._job = job or ChunkJob()
+        self._pending: set[int] = set()
+        self._total = ExactSum()
+        self._count = self._sent = self._done = 0
+        self._backoff = Backoff("submitter")
+        self._created = False  # the run hash is in Redis
+        self._finalised: RunStatus | None = None  # the run as a worker ended it, total and all
+
+    @property
+    def redis(self) -> ArqRedis:
+        """Return the connection the run's writes go through."""
+        return cast(ArqRedis, self.runs.redis)
+
+    async def run(self) -> RunResult:
+        """Sum the numbers on the workers, store the total, and return the result."""
+        started = time.perf_counter()
+        # held until the run is sealed (its key is then gone, and renewals do nothing)
+        sender = Lease(
+            self.redis, self.runs.keys.sender(self.run_id), lease_s=self.settings.submitter_lease_s
+        )
+        sender.start(leased=True)
+        try:
+            await self._drive()
+            if self._finalised is None:
+                await self._finish()
+        except BaseException as exc:
+            await asyncio.shield(self._abandon(exc))
+            raise
+        finally:
+            await sender.stop()
+        # a worker that finalised the run read every partial; this submitter may have missed
+        # some that left the inbox with it (both totals are exact: the stored one is whole)
+        stored = None if self._finalised is None else self._finalised.total
+        total = self._total.value() if stored is None else stored
+        elapsed_s = time.perf_counter() - started
+        return RunResult(self.run_id, total, self._count, self._sent, elapsed_s)
+
+    async def _finish(self) -> None:
+        ended = await self.runs.finish(
+            self.run_id, self._total, count=self._count, chunks=self._sent
+        )
+        # done: the last chunk's worker wrote the same total first
+        if ended not in (EndResult.ENDED, EndResult.WAS_DONE):
+            raise RunFailedError(
+                f"run {self.run_id} was {ended} before it finished", run_id=self.run_id
+            )
+
+    async def _drive(self) -> None:
+        exhausted = False
+        while True:
+            free = self.settings.max_in_flight - len(self._pending)
+            if not exhausted and free > 0:
+                exhausted = await self._enqueue(free)
+            elif not self._pending:
+                return
+            else:
+                await self._collect()
+                if self._on_progress is not None:
+                    self._on_progress(self._done, self._sent if exhausted else self.chunks)
+
+    async def _enqueue(self, wanted: int) -> bool:
+        """Encode and enqueue up to ``wanted`` chunks, one pipeline per megabyte; return
+        whether the input ran out (the run is then sealed, in the last pipeline)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if not self._created:  # the run goes out with its first jobs: one round trip fewer
+            lease_s = self.settings.submitter_lease_s
+            self.runs.add_create(pipe, self.run_id, chunks=self.chunks, sender_lease_s=lease_s)
+        count = size = 0
+        indexes: list[int] = []
+        started = time.monotonic()
+        for chunk in itertools.islice(self._items, wanted):  # one by one: numbers don't pile up
+            size += self._add(pipe, chunk)
+            indexes.append(chunk.index)
+            count += 1
+            # a slow stream's chunks go out as they come, not once a megabyte is ready
+            if size >= PIPELINE_BYTES or time.monotonic() - started >= FLUSH_AFTER_S:
+                await self._flush(pipe, indexes)
+                size, indexes, started = 0, [], time.monotonic()
+        exhausted = count < wanted or self._sent == self.chunks
+        if exhausted:
+            self.runs.add_seal(pipe, self.run_id, chunks=self._sent, count=self._count)
+        if indexes or exhausted or not self._created:
+            await self._flush(pipe, indexes)
+        return exhausted
+
+    def _add(self, pipe: Any, chunk: Chunk) -> int:
+        parts = codec.encode_chunk(chunk.values, chunk.offset)
+        size = self.queue.add(pipe, self.run_id, chunk.index, parts, self._job)
+        self._pending.add(chunk.index)
+        self._count += len(chunk.values)
+        self._sent += 1
+        return size
+
+    async def _flush(self, pipe: Any, indexes: list[int]) -> None:
+        """Send the pipeline, with a wake-up that names its jobs."""
+        self.queue.add_wake(pipe, self.run_id, indexes)
+        await self.runs.replicas.execute(pipe, f"chunks of run {self.run_id}")
+        self._created = True
+
+    async def _collect(self) -> None:
+        wait_s = WAIT_SLICE_S
+        if self._deadline is not None:
+            wait_s = min(wait_s, self._deadline - time.monotonic())
+            if wait_s <= 0:
+                raise RunTimeoutError(
+                    f"run {self.run_id} timed out with {len(self._pending)} of {self._sent} "
+                    "chunks unfinished; are workers running on this Redis and key prefix? "
+                    "Start one with `chunksum worker`, or allow a longer timeout",
+                    run_id=self.run_id,
+                )
+        try:
+            entries = await (self._recover() if self._backoff.failing else self._receive(wait_s))
+        except LOST_REDIS as exc:
+            await self._back_off(exc)
+            return
+        if not entries or not all([self._accept(entry) for entry in entries]):
+            await self._check_active()
+
+    def _accept(self, entry: bytes) -> bool:
+        """Add one inbox entry's partial, or raise the chunk's failure; return False for the
+        mark that a worker has finalised the run (see RunStore.finalise)."""
+        match codec.loads(entry):
+            case [int(), None, str() as error]:
+                raise RunFailedError(f"run {self.run_id} failed: {error}", run_id=self.run_id)
+            case [int() as index, wire] if index in self._pending:
+                self._pending.remove(index)
+                self._total += ExactSum.from_wire(wire)
+                self._done += 1
+            case ["finalised"]:
+                return False
+        return True
+
+    async def _receive(self, wait_s: float) -> list[bytes]:
+        """Take all partials in the run's inbox; if there are none, wait for one (BLPOP).
+
+        Taking first means that a partial arriving alone (the last one, say) is handed over
+        by the BLPOP already waiting for it, with no round trip after it.
+        """
+        inbox = self.runs.keys.inbox(self.run_id)
+        if taken := await cast(Awaitable[list[bytes] | None], self.redis.lpop(inbox, MAX_DRAIN)):
+            return taken
+        # Redis >= 6 takes fractional BLPOP timeouts; redis-py's annotation says int
+        timeout_s: Any = max(wait_s, 0.01)
+        popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
+        return [] if popped is None else [popped[1]]
+
+    async def _recover(self) -> list[bytes]:
+        """Back from an outage: take the partials recorded meanwhile (an inbox entry popped as
+        the connection broke is lost with it), and fail the run if Redis lost any chunks.
+
+        Jobs are read before partials: a worker records a chunk's partial before arq deletes
+        its job, so a chunk with no job then and no partial after was lost, not finished
+        in between. An ended run's partials are gone, but nothing is lost then.
+        """
+        indexes = sorted(self._pending)
+        jobs = await self.queue.exist(self.run_id, indexes)
+        status, partials = await self.runs.snapshot(self.run_id, indexes)
+        if lost := lost_chunks(indexes, jobs, status, partials):  # a failover lost them
+            raise RunFailedError(
+                f"Redis came back without {len(lost)} of run {self.run_id}'s chunks (e.g. chunk "
+                f"{lost[0]}): a failover promoted a replica that had not received them. Submit "
+                "the numbers again; CHUNKSUM_WAIT_REPLICAS=1 or more makes this rarer",
+                run_id=self.run_id,
+            )
+        self._backoff.reset()
+        return [entry for entry in partials if entry is not None]
+
+    async def _back_off(self, exc: Exception) -> None:
+        """Wait a little while Redis is unreachable; give up after RECONNECT_S."""
+        if self._backoff.failing_for_s() > RECONNECT_S:
+            raise RedisUnavailableError(
+                f"lost Redis for over {RECONNECT_S:.0f} s during run {self.run_id} ({exc}); its "
+                f"workers may still finish it: see `chunksum status {self.run_id}` later"
+            ) from exc
+        await self._backoff.wait(exc)
+
+    async def _check_active(self) -> None:
+        """Raise if the run has failed or was cancelled; take it as it is if a worker has
+        finished it (its partials may have left the inbox unread: see RunStore.finalise)."""
+        stored = await self.runs.read(self.run_id)
+        if stored.status is Status.DONE:
+            self._finalised = stored
+            self._pending.clear()
+        elif not stored.status.active:
+            raise RunFailedError(
+                f"run {self.run_id} was {stored.status} while waiting: {stored.error}",
+                run_id=self.run_id,
+            )
+
+    async def _abandon(self, exc: BaseException) -> None:
+        cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+        status = Status.CANCELLED if cancelled else Status.FAILED
+        error = "cancelled by the submitter" if cancelled else str(exc)
+        try:
+            await self.runs.end(self.run_id, status, error=error)
+            await self.queue.remove(self.run_id, sorted(self._pending))
+        except Exception:
+            logger.warning("could not mark run %s %s", self.run_id, status, exc_info=True)

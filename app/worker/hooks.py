@@ -1,0 +1,69 @@
+"""The worker's arq hooks: what it opens at start-up and closes at shutdown, and each job's
+lease (app.lease) from its start to its end.
+
+They serve both ``chunksum worker`` (a :class:`ChunksumWorker`, which gets the run-end
+notices and reports its job counts in its heartbeat) and a plain ``arq`` worker.
+"""
+
+from typing import Any
+
+from app.connection import close_sentinels, keep_alive
+from app.heartbeat import Heartbeat
+from app.keys import Keys, arq_in_progress_key
+from app.lease import Lease
+from app.queue import ChunkQueue
+from app.replication import Replicas
+from app.runs import RunStore
+from app.settings import Settings
+from app.worker.chunksum_worker import WORKER, ChunksumWorker
+from app.worker.wakeup import QueueWaker
+from jobs.chunks import QUEUE, RUNS
+
+DEFAULT_JOB_TTL_S = 86_400.0
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """Open what the jobs share: the run store and the queue, the waker, the heartbeat."""
+    settings: Settings = ctx["settings"]
+    redis = ctx["redis"]
+    await keep_alive(redis)  # first: arq opened the pool without it
+    keys = Keys(settings.key_prefix)
+    replicas = Replicas.for_settings(settings)
+    ctx[RUNS] = RunStore(redis, keys, ttl_s=settings.result_ttl_s, replicas=replicas)
+    ctx[QUEUE] = ChunkQueue(
+        redis,
+        keys,
+        job_ttl_s=settings.result_ttl_s or DEFAULT_JOB_TTL_S,
+        max_chunk_bytes=settings.max_chunk_bytes,
+    )
+    worker: ChunksumWorker | None = ctx.get(WORKER)  # None under `arq app.worker...`
+    on_run_ended = None if worker is None else worker.run_ends.ended
+    ctx["waker"] = waker = QueueWaker(
+        redis, keys, idle_s=settings.worker_poll_s, on_run_ended=on_run_ended
+    )
+    await waker.start()
+    ctx["heartbeat"] = heartbeat = Heartbeat(redis, keys, None if worker is None else worker.stats)
+    heartbeat.start()
+
+
+async def job_start(ctx: dict[str, Any]) -> None:
+    """Take a lease on the job, so that if this worker dies another takes it soon (app.lease)."""
+    settings: Settings = ctx["settings"]
+    ctx["lease"] = lease = Lease(
+        ctx["redis"], arq_in_progress_key(ctx["job_id"]), lease_s=settings.lease_s
+    )
+    lease.start(leased=WORKER in ctx)  # a ChunksumWorker claims on a lease
+
+
+async def job_end(ctx: dict[str, Any]) -> None:
+    """Stop renewing the job's lease."""
+    await ctx["lease"].stop()
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    """Close what :func:`startup` opened."""
+    if "heartbeat" in ctx:
+        await ctx["heartbeat"].stop()
+    if "waker" in ctx:
+        await ctx["waker"].close()
+    await close_sentinels(ctx["redis"])  # arq closes the pool itself, after this
