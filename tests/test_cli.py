@@ -23,7 +23,7 @@ from app.keys import Keys
 from app.redis_server import RedisServer
 from app.settings import ENV_PREFIX, Settings
 from app.submit import Client
-from tests.harness import ROOT, free_port, process_env, run_ids
+from tests.harness import ROOT, eventually, free_port, process_env, queue_holds, run_ids
 
 SUBPROCESS_TIMEOUT_S = 60
 PROCFILE_TIMEOUT_S = 30
@@ -390,9 +390,9 @@ async def test_ctrl_c_on_submit_cancels_the_run(settings: Settings, client: Clie
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(20):  # until its jobs are queued
-        while await client.redis.zcard(client.keys.queue) < 4:  # noqa: ASYNC110  # Redis state
-            await asyncio.sleep(0.01)
+    await eventually(
+        lambda: queue_holds(client.redis, client.keys, 4), timeout_s=20, what="its 4 jobs queued"
+    )
     process.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 130, err.decode()
