@@ -132,6 +132,11 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None], keys: Keys) -> N
     await worker.close()
 
 
+def worker_command(*args: str, log_level: str = "warning") -> list[str]:
+    """Return the command line of ``chunksum worker ARGS``, run by this interpreter."""
+    return [sys.executable, "-m", "app.cli", "worker", "--log-level", log_level, *args]
+
+
 def process_env(settings: Settings) -> dict[str, str]:
     """Return the environment for a chunksum subprocess using ``settings``."""
     return {**os.environ, **settings.to_env()}
@@ -141,15 +146,7 @@ def process_env(settings: Settings) -> dict[str, str]:
 async def worker_process(settings: Settings, *args: str) -> AsyncIterator[Any]:
     """Run ``chunksum worker`` in a real subprocess until the block exits."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.cli",
-        "worker",
-        "--log-level",
-        "warning",
-        *args,
-        env=process_env(settings),
-        cwd=ROOT,
+        *worker_command(*args), env=process_env(settings), cwd=ROOT
     )
     try:
         yield process

@@ -23,7 +23,15 @@ from app.keys import Keys
 from app.redis_server import RedisServer
 from app.settings import ENV_PREFIX, Settings
 from app.submit import Client
-from tests.harness import ROOT, eventually, free_port, process_env, queue_holds, run_ids
+from tests.harness import (
+    ROOT,
+    eventually,
+    free_port,
+    process_env,
+    queue_holds,
+    run_ids,
+    worker_command,
+)
 
 SUBPROCESS_TIMEOUT_S = 60
 PROCFILE_TIMEOUT_S = 30
@@ -86,7 +94,7 @@ def cli_settings(redis_server: RedisServer) -> Settings:
 def cli_worker(cli_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """Run one real `chunksum worker` with those settings for this module's tests."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"],
+        worker_command(),
         env=process_env(cli_settings),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,

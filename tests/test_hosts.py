@@ -29,7 +29,7 @@ from app.keys import arq_in_progress_key, job_pattern
 from app.runs import RunStatus
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, eventually, eventually_sync, process_env
+from tests.harness import ROOT, eventually, eventually_sync, process_env, worker_command
 from tests.netns import Network, ip, require_netns, stop
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
@@ -163,8 +163,7 @@ def log_text(log: Path) -> str:
 
 def start_worker(cluster: Cluster, settings: Settings, host: str) -> subprocess.Popen[bytes]:
     """Start `chunksum worker` on ``host``, with its metrics on the host's loopback."""
-    argv = [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]
-    argv += ["--metrics-port", str(METRICS_PORT)]
+    argv = worker_command("--metrics-port", str(METRICS_PORT))
     return cluster.network.popen(host, argv, env=process_env(settings), cwd=ROOT)
 
 

@@ -19,7 +19,14 @@ from app.heartbeat import EXPIRES_S, Heartbeat, live_workers
 from app.keys import Keys
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, eventually, free_port, process_env, running_worker
+from tests.harness import (
+    ROOT,
+    eventually,
+    free_port,
+    process_env,
+    running_worker,
+    worker_command,
+)
 
 
 @dataclass(frozen=True)
@@ -135,9 +142,7 @@ async def test_worker_serves_metrics_and_logs_chunks_as_json(
     end one summary line at info."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "app.cli", "worker", "--metrics-port", str(port)),
-        *("--log-format", "json", "--log-level", "debug"),
+        *worker_command("--metrics-port", str(port), "--log-format", "json", log_level="debug"),
         env=process_env(settings),
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,

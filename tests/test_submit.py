@@ -5,7 +5,6 @@ import contextlib
 import math
 import random
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -39,6 +38,7 @@ from tests.harness import (
     read_hash,
     run_ids,
     running_worker,
+    worker_command,
     worker_process,
 )
 
@@ -307,8 +307,7 @@ async def test_cancelling_the_caller_cancels_the_run(
 
 def test_submit_sync_from_synchronous_code(settings: Settings) -> None:
     """submit_sync sums on a real worker process without an event loop of the caller's."""
-    command = [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]
-    with subprocess.Popen(command, env=process_env(settings), cwd=ROOT) as process:
+    with subprocess.Popen(worker_command(), env=process_env(settings), cwd=ROOT) as process:
         try:
             result = submit_sync([1, 2.5, 2**70], settings=settings, timeout=30)
         finally:
