@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -139,10 +140,12 @@ def test_submit_json_then_status_and_result(
 ) -> None:
     """`submit --json` prints parseable JSON; `status` and `result` then report that run."""
     args = ("submit", "--range", "1", "100", "--chunks", "3", "--timeout", "30", "--json")
+    started = time.perf_counter()
     assert run_main(*args, settings=cli_settings) == 0
+    wall_s = time.perf_counter() - started
     submitted = json.loads(capsys.readouterr().out)
     assert (submitted["total"], submitted["count"], submitted["chunks"]) == (5050, 100, 3)
-    assert submitted["elapsed_s"] >= 0
+    assert 0 < submitted["elapsed_s"] <= wall_s  # timed within the call
     run_id = submitted["run_id"]
 
     assert run_main("status", run_id, settings=cli_settings) == 0

@@ -284,6 +284,7 @@ class CutRun:
     settings: Settings
     watch: Client
     workers: dict[str, subprocess.Popen[bytes]]
+    w1_worker_id: str  # its heartbeat's id, new in each worker process
     cut_to_done_s: float = 0.0
     restore_to_beat_s: float = 0.0
     second_run_s: float = 0.0
@@ -303,8 +304,8 @@ async def test_cut_worker_is_taken_over_and_recovers_in_place(cluster: Cluster) 
     settings = replace(cluster.settings, lease_s=1.0, worker_max_jobs=2)
     workers = {host: start_worker(cluster, settings, host) for host in WORKER_HOSTS}
     async with Client(cluster.observer(settings)) as watch:
-        await wait_for_workers(watch, [worker.pid for worker in workers.values()])
-        test = CutRun(cluster, settings, watch, workers)
+        w1_beat, *_ = await wait_for_workers(watch, [worker.pid for worker in workers.values()])
+        test = CutRun(cluster, settings, watch, workers, w1_beat.worker_id)
         result = await cut_mid_run(test)
         await restore_after_beat_lapses(test)
         # the chunks w1 held when cut off end late, as repeats: nothing is counted twice
@@ -364,7 +365,8 @@ async def restore_after_beat_lapses(test: CutRun) -> WorkerInfo:
         what="w1 to beat again after its cable is back",
     )
     test.restore_to_beat_s = time.monotonic() - restored_at
-    assert (test.w1.poll(), beat.pid) == (None, pid)  # the same process, never restarted
+    # the same process, never restarted
+    assert (test.w1.poll(), beat.worker_id) == (None, test.w1_worker_id)
     return beat
 
 

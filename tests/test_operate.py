@@ -48,8 +48,7 @@ async def cli(settings: Settings, *args: str) -> Ran:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return Ran(process.returncode, out.decode(), err.decode())
+    return Ran(await process.wait(), out.decode(), err.decode())
 
 
 async def test_runs_lists_recent_runs_newest_first(settings: Settings, client: Client) -> None:
