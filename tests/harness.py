@@ -1,13 +1,15 @@
-"""Test harness: free ports, in-process arq workers, and real worker subprocesses."""
+"""Test harness: free ports, waits for a condition, in-process arq workers, and real worker
+subprocesses."""
 
 import asyncio
 import contextlib
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from arq.connections import ArqRedis
 from arq.worker import Worker
@@ -18,6 +20,7 @@ from app.settings import Settings
 from app.worker.chunksum_worker import ChunksumWorker
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -26,6 +29,63 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    what: str,
+    timeout_s: float = 5.0,
+    every_s: float = 0.01,
+) -> T:
+    """Await ``probe()`` until it returns a truthy value, and return that value.
+
+    The one place the tests poll: Redis's state, a server's or a subprocess's offers no
+    in-process event to wait on. The probe returns what the caller wants (run ids, a
+    worker's beat), or True once a comparison holds.
+
+    Args:
+        what: what is awaited, for the failure message.
+        timeout_s: after this the test fails (AssertionError naming ``what`` and the
+            probe's last value); a probe still running then is cancelled.
+        every_s: the pause between probes.
+    """
+    last: object = "no answer yet"
+    timer = asyncio.timeout(timeout_s)
+    try:
+        async with timer:
+            while not (value := await probe()):
+                last = value
+                await asyncio.sleep(every_s)
+    except TimeoutError:
+        if not timer.expired():
+            raise  # the probe's own
+        raise AssertionError(f"waited {timeout_s:g} s for {what}; last saw {last!r}") from None
+    return value
+
+
+def eventually_sync(
+    probe: Callable[[], T | None],
+    *,
+    what: str,
+    timeout_s: float = 5.0,
+    every_s: float = 0.01,
+) -> T:
+    """Call ``probe()`` until it returns a truthy value, and return that value: the twin of
+    :func:`eventually` for code that runs in a thread or outside an event loop.
+
+    Args:
+        what: what is awaited, for the failure message.
+        timeout_s: after this the test fails (AssertionError naming ``what`` and the
+            probe's last value).
+        every_s: the pause between probes.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout_s:g} s for {what}; last saw {value!r}")
+        time.sleep(every_s)
+    return value
 
 
 @contextlib.asynccontextmanager
@@ -72,6 +132,12 @@ async def stop_worker(worker: Worker, task: asyncio.Task[None], keys: Keys) -> N
     await worker.close()
 
 
+def worker_command(*args: str, log_level: str = "warning") -> list[str]:
+    """Return the command line of ``chunksum worker ARGS``, run by this interpreter, with
+    the bench's slow chunk job registered too (``python -m app.bench.worker``)."""
+    return [sys.executable, "-m", "app.bench.worker", "--log-level", log_level, *args]
+
+
 def process_env(settings: Settings) -> dict[str, str]:
     """Return the environment for a chunksum subprocess using ``settings``."""
     return {**os.environ, **settings.to_env()}
@@ -82,14 +148,7 @@ async def worker_process(settings: Settings, *args: str) -> AsyncIterator[Any]:
     """Run ``chunksum worker`` (which can also run slow chunks) in a real subprocess until
     the block exits."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.bench.worker",  # `chunksum worker`, which also runs the bench's slow chunks
-        "--log-level",
-        "warning",
-        *args,
-        env=process_env(settings),
-        cwd=ROOT,
+        *worker_command(*args), env=process_env(settings), cwd=ROOT
     )
     try:
         yield process
@@ -102,6 +161,11 @@ async def worker_process(settings: Settings, *args: str) -> AsyncIterator[Any]:
 async def run_ids(redis: ArqRedis, keys: Keys) -> list[str]:
     """Return the ids in a deployment's index of runs, oldest first."""
     return [run_id.decode() for run_id in await redis.zrange(keys.runs, 0, -1)]
+
+
+async def queue_holds(redis: ArqRedis, keys: Keys, jobs: int) -> bool:
+    """Return whether a deployment's queue holds at least ``jobs`` jobs."""
+    return bool(await redis.zcard(keys.queue) >= jobs)
 
 
 async def read_hash(redis: ArqRedis, key: str) -> dict[bytes, bytes]:

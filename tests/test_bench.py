@@ -19,6 +19,7 @@ from app.bench.keys import NAIVE_QUEUE, floor_key
 from app.bench.naive_worker import WorkerSettings
 from app.bench.phases import BenchOptions, measure_chunksum, measure_idle, submit_one
 from app.bench.report import Report, render
+from app.bench.slow_chunks import submit_slow
 from app.bench.stream import write_numbers
 from app.bench.workloads import W1_RUNS, Timing, build
 from app.cli import main
@@ -58,6 +59,13 @@ async def test_chunksum_sums_every_sized_workload_exactly(client: Client, worker
         assert len(timing.times_s) == (W1_RUNS if name == "W1" else 1)
 
 
+async def test_slow_chunks_await_their_io_then_sum(client: Client, worker: Worker) -> None:
+    """The bench's slow chunks each await io_s before summing, exactly, as sum_chunk does."""
+    result = await submit_slow(client, range(40), chunks=4, timeout=30, io_s=0.05)
+    assert result.total == sum(range(40))
+    assert result.elapsed_s >= 0.05
+
+
 async def test_local_sums_and_the_redis_floor_check_their_results(
     settings: Settings, redis: ArqRedis
 ) -> None:
@@ -93,7 +101,10 @@ async def test_idle_workers_are_counted_then_probed(client: Client, worker: Work
     timing = await measure_idle(client.redis, lambda: submit_one(client), options)
     assert timing.correct
     assert len(timing.times_s) == 3
-    assert timing.extra["idle_commands_per_s_per_worker"] >= 0
+    extra = timing.extra
+    calls = sum(count for name, count in extra.items() if name.startswith("idle_calls."))
+    per_s = calls / extra["idle_window_s"]  # one worker
+    assert extra["idle_commands_per_s_per_worker"] == pytest.approx(per_s)
     assert "idle_calls.info" not in timing.extra
 
 
@@ -110,13 +121,14 @@ def test_bench_command_runs_workers_of_both_kinds(
         "local": True,
         "naive": True,
     }
-    assert row["naive"]["chunksum_speedup"] > 0
+    naive_s, chunksum_s = row["naive"]["median_s"], row["chunksum"]["median_s"]
+    assert row["naive"]["chunksum_speedup"] == pytest.approx(naive_s / chunksum_s)
     for source in ("W5 generator", "W5 file"):  # each submitted by a child process
         stream = report["workloads"][source]["chunksum"]
         assert stream["correct"]
         assert stream["numbers"] == 10_000
         assert stream["peak_rss_mb"] > 1
-        assert stream["redis_growth_mb"] >= 0
+        assert stream["redis_growth_mb"] < 10  # 10,000 numbers: about 0.1 MB at the peak
     assert report["options"]["only"] == ["W1", "W5"]
 
 

@@ -5,7 +5,6 @@ import contextlib
 import os
 import random
 import signal
-import sys
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -14,7 +13,7 @@ from arq.connections import ArqRedis
 from app.bench.slow_chunks import submit_slow
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, process_env, read_hash
+from tests.harness import ROOT, process_env, read_hash, worker_command
 
 WORKERS = 3
 RUNS = int(os.environ.get("CHUNKSUM_CHAOS_RUNS", "3"))  # more for a longer soak
@@ -36,10 +35,7 @@ class Chaos:
 
     async def start(self) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "app.bench.worker", "--log-level", "warning"),
-            env=process_env(self.settings),
-            cwd=ROOT,
+            *worker_command(), env=process_env(self.settings), cwd=ROOT
         )
 
     async def run(self) -> None:

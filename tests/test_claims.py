@@ -17,7 +17,7 @@ from app.submit import Client
 from app.worker import worker_settings
 from app.worker.chunksum_worker import ChunksumWorker
 from app.worker.claims import CLAIM_BATCH
-from tests.harness import run_ids, running_worker
+from tests.harness import eventually, run_ids, running_worker
 
 
 def now_ms() -> int:
@@ -82,12 +82,16 @@ async def test_claim_runs_on_a_lease_from_the_start(
     settings = replace(settings, lease_s=2.0)
     async with running_worker(settings):
         submit = asyncio.create_task(submit_slow(client, range(10), chunks=1, io_s=0.5))
-        async with asyncio.timeout(10):
-            while not (runs := await run_ids(redis, client.keys)):  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-            key = arq_in_progress_key(job_id(runs[0], 0))
-            while (ttl := await redis.pttl(key)) < 0:  # noqa: ASYNC110  # Redis state
-                await asyncio.sleep(0.001)
+        runs = await eventually(
+            lambda: run_ids(redis, client.keys), timeout_s=10, every_s=0.005, what="the run"
+        )
+        key = arq_in_progress_key(job_id(runs[0], 0))
+
+        async def expiring() -> int | None:  # the TTL once the key is there and has one
+            ttl: int = await redis.pttl(key)
+            return ttl if ttl >= 0 else None
+
+        ttl = await eventually(expiring, timeout_s=10, every_s=0.001, what=f"a TTL on {key}")
         assert 0 < ttl <= 2000
         assert (await submit).total == 45
 
@@ -102,9 +106,11 @@ async def test_shares_a_queue_with_plain_arq_workers(
         running_worker(settings, worker_class=Worker) as plain,
     ):
         result = await client.submit(range(100_000), chunks=20 * CLAIM_BATCH, timeout=30)
-        async with asyncio.timeout(10):  # arq counts a job after its partial is in
-            while batched.jobs_complete + plain.jobs_complete < result.chunks:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+
+        async def all_counted() -> bool:  # arq counts a job after its partial is in
+            return batched.jobs_complete + plain.jobs_complete >= result.chunks
+
+        await eventually(all_counted, timeout_s=10, what="arq to count every chunk")
     assert result.total == sum(range(100_000))
     assert batched.jobs_complete + plain.jobs_complete == result.chunks
     assert batched.jobs_retried == plain.jobs_retried == 0

@@ -19,7 +19,7 @@ from app.dashboard import REFRESH_S, create_app
 from app.errors import RunFailedError
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import free_port, running_worker
+from tests.harness import eventually, free_port, running_worker
 
 TOKEN = "s3cret-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -34,9 +34,11 @@ async def dashboard(settings: Settings, request: pytest.FixtureRequest) -> Async
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110  # uvicorn has no event for this
-            await asyncio.sleep(0.01)
+
+    async def started() -> bool:  # uvicorn has no event for this
+        return server.started
+
+    await eventually(started, timeout_s=10, what="uvicorn to start")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await asyncio.wait_for(serving, 10)
@@ -59,13 +61,15 @@ async def fetch(url: str, *, method: str = "GET", token: str | None = None) -> t
 
 async def fresh_state(base: str, run_id: str) -> dict[str, Any]:
     """Return /api/state once it shows ``run_id`` done (bounded: a few refreshes)."""
-    async with asyncio.timeout(10 * REFRESH_S):
-        while True:
-            state: dict[str, Any] = json.loads((await fetch(f"{base}/api/state"))[1])
-            runs = {run["run_id"]: run for run in state.get("runs", [])}
-            if runs.get(run_id, {}).get("status") == "done":
-                return state
-            await asyncio.sleep(0.1)  # the dashboard refreshes on its own clock
+
+    async def showing_done() -> dict[str, Any] | None:
+        state: dict[str, Any] = json.loads((await fetch(f"{base}/api/state"))[1])
+        runs = {run["run_id"]: run for run in state.get("runs", [])}
+        return state if runs.get(run_id, {}).get("status") == "done" else None
+
+    return await eventually(  # every 0.1 s: the dashboard refreshes on its own clock
+        showing_done, timeout_s=10 * REFRESH_S, every_s=0.1, what=f"/api/state: {run_id} done"
+    )
 
 
 async def test_state_and_metrics_show_runs_and_workers(
@@ -92,9 +96,7 @@ async def test_cancel_needs_the_configured_token(
     """Without a token the dashboard refuses to cancel; with one, only the right bearer token
     cancels a run."""
     submit = asyncio.create_task(client.submit(range(10), chunks=2, timeout=30))  # no worker
-    async with asyncio.timeout(10):
-        while not (runs := await client.recent_runs(1)):  # noqa: ASYNC110  # Redis state
-            await asyncio.sleep(0.01)
+    runs = await eventually(lambda: client.recent_runs(1), timeout_s=10, what="the run")
     run_id = runs[0].run_id
     url = f"{dashboard}/api/runs/{run_id}/cancel"
     status, _ = await fetch(url, method="POST", token="wrong")

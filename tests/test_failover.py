@@ -23,7 +23,7 @@ from app.redis_server import RedisServer, find_redis_server
 from app.settings import Settings
 from app.submit import Client
 from app.worker_processes import stop_processes
-from tests.harness import free_port, run_ids, worker_process
+from tests.harness import eventually, eventually_sync, free_port, run_ids, worker_process
 
 SERVICE = "chunksum-test"
 DOWN_AFTER_MS = 500  # how long Sentinels wait before they call the master down
@@ -56,11 +56,11 @@ class Group:
     def wait_for_new_master(self, old_port: int) -> float:
         """Wait (bounded) until the Sentinels name a master other than ``old_port``; return
         the monotonic time they first did."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while self.master_port() == old_port:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no failover within {READY_TIMEOUT_S} s")
-            time.sleep(0.01)  # Sentinel state: nothing to wait on
+        eventually_sync(
+            lambda: self.master_port() != old_port,
+            timeout_s=READY_TIMEOUT_S,
+            what=f"a failover from the master on port {old_port}",
+        )
         return time.monotonic()
 
 
@@ -79,21 +79,27 @@ def start_sentinel(
     return subprocess.Popen([executable, str(config), "--sentinel"], stdout=subprocess.DEVNULL)
 
 
+def sees_the_group(group: Group, port: int) -> bool:
+    """Return whether the Sentinel on ``port`` knows the replica and the other Sentinels."""
+    with (
+        contextlib.suppress(Exception),  # not up yet, or not yet told of SERVICE
+        Redis(port=port, decode_responses=True) as sentinel,
+    ):
+        replicas = sentinel.sentinel_slaves(SERVICE)
+        peers = sentinel.sentinel_sentinels(SERVICE)
+        linked = bool(replicas) and replicas[0]["master-link-status"] == "ok"
+        return linked and len(peers) == len(group.sentinel_ports) - 1
+    return False
+
+
 def wait_until_watching(group: Group) -> None:
     """Wait (bounded) until every Sentinel knows the replica and the other Sentinels."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    for port in group.sentinel_ports:
-        with Redis(port=port, decode_responses=True) as sentinel:
-            while True:
-                with contextlib.suppress(Exception):  # not up yet, or not yet told of SERVICE
-                    replicas = sentinel.sentinel_slaves(SERVICE)
-                    peers = sentinel.sentinel_sentinels(SERVICE)
-                    linked = replicas and replicas[0]["master-link-status"] == "ok"
-                    if linked and len(peers) == len(group.sentinel_ports) - 1:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"Sentinel on port {port} did not see the group in time")
-                time.sleep(0.05)  # Sentinels gossip every second or so: nothing to wait on
+    eventually_sync(
+        lambda: all(sees_the_group(group, port) for port in group.sentinel_ports),
+        timeout_s=READY_TIMEOUT_S,
+        every_s=0.05,  # Sentinels gossip every second or so
+        what=f"the Sentinels on ports {group.sentinel_ports} to see the group",
+    )
 
 
 @pytest.fixture
@@ -126,13 +132,12 @@ def kill_redis(port: int) -> None:
 
 async def chunks_done(client: Client, done: int) -> None:
     """Wait (bounded) until the client's one run has ``done`` chunks done."""
-    async with asyncio.timeout(20):
-        while True:
-            if (runs := await run_ids(client.redis, client.keys)) and (
-                (await client.status(runs[0])).done_chunks >= done
-            ):
-                return
-            await asyncio.sleep(0.01)  # Redis state: nothing to wait on
+
+    async def enough() -> bool:
+        runs = await run_ids(client.redis, client.keys)
+        return bool(runs) and (await client.status(runs[0])).done_chunks >= done
+
+    await eventually(enough, timeout_s=20, what=f"{done} chunks done")
 
 
 async def test_a_run_survives_the_masters_death(group: Group) -> None:

@@ -15,10 +15,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
 from redis import Redis
@@ -29,10 +29,9 @@ from app.keys import arq_in_progress_key, job_pattern
 from app.runs import RunStatus
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, process_env
+from tests.harness import ROOT, eventually, eventually_sync, process_env, worker_command
 from tests.netns import Network, ip, require_netns, stop
 
-T = TypeVar("T")
 REDIS_SERVER = Path("/usr/bin/redis-server")
 REDIS_PORT = 6379
 REDIS_START_S = 5.0
@@ -138,24 +137,33 @@ def cluster() -> Iterator[Cluster]:
 
 def wait_for_redis(server: subprocess.Popen[bytes], directory: Path) -> None:
     """Wait (bounded) until the Redis in ``directory`` answers on its Unix socket."""
-    deadline = time.monotonic() + REDIS_START_S
-    while True:
+    log = directory / "redis.log"
+
+    def answers() -> bool:
         try:
             with Redis(unix_socket_path=str(directory / "redis.sock")) as redis:
-                redis.ping()
-                return
+                return bool(redis.ping())
         except (RedisConnectionError, FileNotFoundError) as exc:
-            log = directory / "redis.log"
-            if server.poll() is not None or time.monotonic() > deadline:
-                detail = log.read_text() if log.exists() else "no log"
-                pytest.fail(f"redis-server did not start ({exc}): {detail}")
-        time.sleep(POLL_S)  # polling the socket, within the deadline above
+            if server.poll() is not None:
+                pytest.fail(f"redis-server exited ({exc}): {log_text(log)}")
+            return False
+
+    try:
+        eventually_sync(
+            answers, timeout_s=REDIS_START_S, every_s=POLL_S, what="redis-server to answer"
+        )
+    except AssertionError as exc:
+        pytest.fail(f"{exc}: {log_text(log)}")
+
+
+def log_text(log: Path) -> str:
+    """Return a server's log, or "no log"."""
+    return log.read_text() if log.exists() else "no log"
 
 
 def start_worker(cluster: Cluster, settings: Settings, host: str) -> subprocess.Popen[bytes]:
     """Start `chunksum worker` on ``host``, with its metrics on the host's loopback."""
-    argv = [sys.executable, "-m", "app.bench.worker", "--log-level", "warning"]
-    argv += ["--metrics-port", str(METRICS_PORT)]
+    argv = worker_command("--metrics-port", str(METRICS_PORT))
     return cluster.network.popen(host, argv, env=process_env(settings), cwd=ROOT)
 
 
@@ -208,25 +216,6 @@ async def chunk_outcomes(cluster: Cluster, host: str) -> dict[str, float]:
     return {outcome: float(n) for outcome, n in _CHUNK_OUTCOME.findall(out.decode())}
 
 
-async def poll(check: Callable[[], Awaitable[T | None]], *, timeout_s: float, what: str) -> T:
-    """Call ``check`` every POLL_S until it returns a value; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while (found := await check()) is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout_s} s for {what}")
-        await asyncio.sleep(POLL_S)
-    return found
-
-
-async def eventually(check: Callable[[], Awaitable[object | None]], *, timeout_s: float) -> bool:
-    """Return whether ``check`` returns a value within ``timeout_s`` (polled as by poll)."""
-    try:
-        await poll(check, timeout_s=timeout_s, what="a condition")
-    except pytest.fail.Exception:
-        return False
-    return True
-
-
 async def beat_of(watch: Client, pid: int, *, since: float = 0.0) -> WorkerInfo | None:
     """Return the live worker with ``pid`` if it beat after ``since`` (wall time), else None."""
     beats = [w for w in await watch.workers() if w.pid == pid and w.last_seen > since]
@@ -240,7 +229,9 @@ async def wait_for_workers(watch: Client, pids: list[int]) -> list[WorkerInfo]:
         live = {w.pid: w for w in await watch.workers()}
         return [live[pid] for pid in pids] if all(pid in live for pid in pids) else None
 
-    return await poll(all_live, timeout_s=WORKERS_UP_S, what=f"workers {pids} to beat")
+    return await eventually(
+        all_live, timeout_s=WORKERS_UP_S, every_s=POLL_S, what=f"workers {pids} to beat"
+    )
 
 
 async def busy(watch: Client, pid: int, slots: int) -> WorkerInfo | None:
@@ -277,7 +268,9 @@ async def test_a_run_across_hosts_is_exact_and_shared(cluster: Cluster) -> None:
             done = {w.pid: w.done or 0 for w in await watch.workers()}
             return done if sum(done.values()) >= chunks else None
 
-        done = await poll(counted, timeout_s=3 * BEAT_S, what="heartbeats to count the chunks")
+        done = await eventually(
+            counted, timeout_s=3 * BEAT_S, every_s=POLL_S, what="heartbeats to count the chunks"
+        )
     shares = [done.get(worker.pid, 0) for worker in workers]
     print(f"\nnetns: {chunks} chunks in {result['elapsed_s']:.2f} s, by host {shares}")
     assert sum(1 for share in shares if share) >= 2, f"one host did every chunk: {shares}"
@@ -291,6 +284,7 @@ class CutRun:
     settings: Settings
     watch: Client
     workers: dict[str, subprocess.Popen[bytes]]
+    w1_worker_id: str  # its heartbeat's id, new in each worker process
     cut_to_done_s: float = 0.0
     restore_to_beat_s: float = 0.0
     second_run_s: float = 0.0
@@ -310,12 +304,14 @@ async def test_cut_worker_is_taken_over_and_recovers_in_place(cluster: Cluster) 
     settings = replace(cluster.settings, lease_s=1.0, worker_max_jobs=2)
     workers = {host: start_worker(cluster, settings, host) for host in WORKER_HOSTS}
     async with Client(cluster.observer(settings)) as watch:
-        await wait_for_workers(watch, [worker.pid for worker in workers.values()])
-        test = CutRun(cluster, settings, watch, workers)
+        w1_beat, *_ = await wait_for_workers(watch, [worker.pid for worker in workers.values()])
+        test = CutRun(cluster, settings, watch, workers, w1_beat.worker_id)
         result = await cut_mid_run(test)
         await restore_after_beat_lapses(test)
         # the chunks w1 held when cut off end late, as repeats: nothing is counted twice
-        settled = await poll(lambda: idle(watch, test.w1.pid), timeout_s=15, what="w1 idle")
+        settled = await eventually(
+            lambda: idle(watch, test.w1.pid), timeout_s=15, every_s=POLL_S, what="w1 idle"
+        )
         outcomes = await chunk_outcomes(cluster, "w1")
         again = await watch.status(result["run_id"])
         assert (again.status, again.done_chunks, again.total) == (
@@ -338,7 +334,9 @@ async def cut_mid_run(test: CutRun) -> dict[str, Any]:
     last, chunks, io_s = 480_000, 48, 0.5
     submit = start_slow_submit(test.cluster, test.settings, last, chunks, io_s)
     slots = len(test.workers) * test.settings.worker_max_jobs
-    await poll(lambda: busy(test.watch, test.w1.pid, slots), timeout_s=15, what="w1 busy")
+    await eventually(
+        lambda: busy(test.watch, test.w1.pid, slots), timeout_s=15, every_s=POLL_S, what="w1 busy"
+    )
     cut_at = time.monotonic()
     await asyncio.to_thread(test.cluster.network.cut, "w1")
     result = await submitted(submit)
@@ -352,16 +350,23 @@ async def cut_mid_run(test: CutRun) -> dict[str, Any]:
 async def restore_after_beat_lapses(test: CutRun) -> WorkerInfo:
     """Wait for w1's heartbeat to lapse, plug it back in; return its first fresh beat."""
     pid = test.w1.pid
-    await poll(lambda: gone(test.watch, pid), timeout_s=EXPIRES_S + 5, what="w1's beat to lapse")
+    await eventually(
+        lambda: gone(test.watch, pid),
+        timeout_s=EXPIRES_S + 5,
+        every_s=POLL_S,
+        what="w1's beat to lapse",
+    )
     restored_at, restored_wall = time.monotonic(), time.time()
     await asyncio.to_thread(test.cluster.network.restore, "w1")
-    beat = await poll(
+    beat = await eventually(
         lambda: beat_of(test.watch, pid, since=restored_wall),
         timeout_s=30,
+        every_s=POLL_S,
         what="w1 to beat again after its cable is back",
     )
     test.restore_to_beat_s = time.monotonic() - restored_at
-    assert (test.w1.poll(), beat.pid) == (None, pid)  # the same process, never restarted
+    # the same process, never restarted
+    assert (test.w1.poll(), beat.worker_id) == (None, test.w1_worker_id)
     return beat
 
 
@@ -375,9 +380,10 @@ async def second_run_alone(test: CutRun, done_before: int) -> dict[str, Any]:
     result = await submitted(start_cli_submit(test.cluster, test.settings, last, chunks))
     test.second_run_s = time.monotonic() - started
     assert result["total"] == last * (last + 1) // 2
-    await poll(
+    await eventually(
         lambda: did(test.watch, test.w1.pid, done_before + chunks),
         timeout_s=3 * BEAT_S,
+        every_s=POLL_S,
         what="w1's heartbeat to count the second run's chunks",
     )
     return result
@@ -437,15 +443,26 @@ async def test_a_short_cut_mid_run_leaves_the_run_exact(cluster: Cluster) -> Non
         await wait_for_workers(watch, [w1.pid])
         args = (SUBMIT_STREAM, *map(str, (last, per_chunk, every_s, io_s)))
         submit = start_submit(cluster, settings, "-c", *args)
-        run = await poll(lambda: latest_run(watch), timeout_s=15, what="the run")
+        run = await eventually(
+            lambda: latest_run(watch), timeout_s=15, every_s=POLL_S, what="the run"
+        )
         # w1 is the only worker yet: every chunk running is its own
-        held = await poll(lambda: held_chunks(watch, run.run_id), timeout_s=15, what="w1 busy")
+        held = await eventually(
+            lambda: held_chunks(watch, run.run_id), timeout_s=15, every_s=POLL_S, what="w1 busy"
+        )
         await asyncio.to_thread(cluster.network.cut, "w1")
         workers = [start_worker(cluster, others, host) for host in ("w2", "w3")]
         await wait_for_workers(watch, [worker.pid for worker in workers])
-        await poll(lambda: finished(watch, held), timeout_s=20, what="w1's chunks taken over")
+        await eventually(
+            lambda: finished(watch, held),
+            timeout_s=20,
+            every_s=POLL_S,
+            what="w1's chunks taken over",
+        )
         # w1's own runs of them end when they can't record: they lose Redis and retry
-        await poll(lambda: retried(cluster, "w1", len(held)), timeout_s=15, what="w1 retry")
+        await eventually(
+            lambda: retried(cluster, "w1", len(held)), timeout_s=15, every_s=POLL_S, what="w1 retry"
+        )
         await asyncio.to_thread(cluster.network.restore, "w1")
         ended = await watch.wait(run.run_id, timeout=SUBMIT_S)
         assert (ended.status, ended.error) == ("done", None)
@@ -469,17 +486,35 @@ async def test_a_worker_whose_connections_redis_dropped_while_cut_hears_wake_ups
     address = cluster.network.address("w1")
     async with Client(cluster.observer(settings)) as watch:
         await wait_for_workers(watch, [w1.pid])
-        await poll(lambda: subscribed(watch, address), timeout_s=10, what="w1 to subscribe")
+        await eventually(
+            lambda: subscribed(watch, address), timeout_s=10, every_s=POLL_S, what="w1 to subscribe"
+        )
         await asyncio.to_thread(cluster.network.cut, "w1")
         await asyncio.to_thread(forget_connections, cluster, address)
-        await poll(lambda: dropped(watch, address), timeout_s=10, what="Redis to drop w1")
+        await eventually(
+            lambda: dropped(watch, address), timeout_s=10, every_s=POLL_S, what="Redis to drop w1"
+        )
         # a cut long enough for w1 to drop out of the live workers, as in the cut test
-        await poll(lambda: gone(watch, w1.pid), timeout_s=EXPIRES_S + 5, what="w1's beat lapse")
+        await eventually(
+            lambda: gone(watch, w1.pid),
+            timeout_s=EXPIRES_S + 5,
+            every_s=POLL_S,
+            what="w1's beat lapse",
+        )
         restored_at, restored_wall = time.monotonic(), time.time()
         await asyncio.to_thread(cluster.network.restore, "w1")
-        await poll(lambda: beat_of(watch, w1.pid, since=restored_wall), timeout_s=30, what="beat")
-        again = await eventually(lambda: subscribed(watch, address), timeout_s=RESUBSCRIBE_S)
-        assert again, f"w1 did not subscribe again within {RESUBSCRIBE_S} s of its cable's return"
+        await eventually(
+            lambda: beat_of(watch, w1.pid, since=restored_wall),
+            timeout_s=30,
+            every_s=POLL_S,
+            what="beat",
+        )
+        await eventually(
+            lambda: subscribed(watch, address),
+            timeout_s=RESUBSCRIBE_S,
+            every_s=POLL_S,
+            what="w1 to subscribe again once its cable is back",
+        )
         resubscribed_s = time.monotonic() - restored_at
         result = await submitted(start_cli_submit(cluster, settings, 100_000, 10))
     assert result["total"] == 100_000 * 100_001 // 2

@@ -12,21 +12,26 @@ from app.keys import arq_in_progress_key, job_id
 from app.lease import Lease
 from app.settings import Settings
 from app.submit import Client, RunResult
-from tests.harness import run_ids, worker_process
+from tests.harness import eventually, run_ids, worker_process
 
 
 async def wait_for_key(redis: ArqRedis, key: str, *, present: bool, timeout_s: float) -> None:
     """Wait (bounded) until ``key`` exists, or is gone."""
-    async with asyncio.timeout(timeout_s):
-        while bool(await redis.exists(key)) != present:  # noqa: ASYNC110  # Redis state
-            await asyncio.sleep(0.01)
+
+    async def settled() -> bool:
+        return bool(await redis.exists(key)) == present
+
+    state = "exist" if present else "be gone"
+    await eventually(settled, timeout_s=timeout_s, what=f"{key} to {state}")
 
 
 async def wait_for_lease(redis: ArqRedis, key: str, *, lease_ms: int) -> None:
     """Wait (bounded) until the job's in-progress key runs on a lease, not arq's 310 s."""
-    async with asyncio.timeout(20):
-        while not 0 < await redis.pttl(key) <= lease_ms:  # noqa: ASYNC110  # Redis state
-            await asyncio.sleep(0.01)
+
+    async def leased() -> bool:
+        return bool(0 < await redis.pttl(key) <= lease_ms)
+
+    await eventually(leased, timeout_s=20, what=f"{key} to run on a {lease_ms} ms lease")
 
 
 async def test_lease_shortens_and_renews_the_in_progress_key(redis: ArqRedis) -> None:
@@ -47,10 +52,7 @@ async def test_lease_shortens_and_renews_the_in_progress_key(redis: ArqRedis) ->
 async def started_chunk(client: Client, redis: ArqRedis, io_s: float) -> asyncio.Task[RunResult]:
     """Submit range(1000) as one chunk that waits ``io_s``; return once it runs on a lease."""
     submit = asyncio.create_task(submit_slow(client, range(1000), chunks=1, timeout=30, io_s=io_s))
-    async with asyncio.timeout(10):
-        while not (runs := await run_ids(redis, client.keys)):  # noqa: ASYNC110  # Redis state
-            await asyncio.sleep(0.01)
-    (run_id,) = runs
+    (run_id,) = await eventually(lambda: run_ids(redis, client.keys), timeout_s=10, what="the run")
     lease_ms = int(client.settings.lease_s * 1000)
     await wait_for_lease(redis, arq_in_progress_key(job_id(run_id, 0)), lease_ms=lease_ms)
     return submit

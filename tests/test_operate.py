@@ -20,7 +20,14 @@ from app.heartbeat import EXPIRES_S, Heartbeat, live_workers
 from app.keys import Keys
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, free_port, process_env, running_worker
+from tests.harness import (
+    ROOT,
+    eventually,
+    free_port,
+    process_env,
+    running_worker,
+    worker_command,
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,7 @@ async def cli(settings: Settings, *args: str) -> Ran:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return Ran(process.returncode, out.decode(), err.decode())
+    return Ran(await process.wait(), out.decode(), err.decode())
 
 
 async def test_runs_lists_recent_runs_newest_first(settings: Settings, client: Client) -> None:
@@ -73,9 +79,13 @@ async def test_workers_and_health_follow_live_workers(settings: Settings, client
     assert (ran.code, "no live worker" in ran.err) == (1, True)
     async with running_worker(settings):
         await client.submit(range(100), chunks=4, timeout=30)
-        async with asyncio.timeout(10):  # until a heartbeat has counted the four jobs
-            while [w.done for w in await client.workers()] != [4]:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+
+        async def counted() -> bool:
+            return [w.done for w in await client.workers()] == [4]
+
+        await eventually(
+            counted, timeout_s=10, every_s=0.05, what="a heartbeat counting the four jobs"
+        )
         ran = await cli(settings, "workers", "--json")
         assert ran.code == 0
         (worker,) = [json.loads(line) for line in ran.out.splitlines()]
@@ -92,9 +102,7 @@ async def test_status_watch_returns_when_the_run_ends(settings: Settings, client
     """`status RUN_ID --watch` follows a run to its end, then prints its final state."""
     async with running_worker(settings):
         submit = asyncio.create_task(submit_slow(client, range(10), chunks=2, io_s=1.0))
-        async with asyncio.timeout(10):
-            while not (runs := await client.recent_runs(1)):  # noqa: ASYNC110  # Redis state
-                await asyncio.sleep(0.01)
+        runs = await eventually(lambda: client.recent_runs(1), timeout_s=10, what="the run")
         ran = await cli(settings, "status", runs[0].run_id, "--watch", "--json")
         assert ran.code == 0
         assert json.loads(ran.out)["status"] == "done"
@@ -120,9 +128,7 @@ async def test_stopping_removes_the_heartbeat(redis: ArqRedis, settings: Setting
     keys = Keys(settings.key_prefix)
     heartbeat = Heartbeat(redis, keys)
     heartbeat.start()
-    async with asyncio.timeout(5):
-        while not await live_workers(redis, keys):  # noqa: ASYNC110  # Redis state
-            await asyncio.sleep(0.01)
+    await eventually(lambda: live_workers(redis, keys), what="the first beat")
     await heartbeat.stop()
     assert await redis.exists(keys.workers, keys.worker(heartbeat.worker_id)) == 0
 
@@ -136,9 +142,7 @@ async def test_worker_serves_metrics_and_logs_chunks_as_json(
     end one summary line at info."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "app.cli", "worker", "--metrics-port", str(port)),
-        *("--log-format", "json", "--log-level", "debug"),
+        *worker_command("--metrics-port", str(port), "--log-format", "json", log_level="debug"),
         env=process_env(settings),
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
@@ -146,9 +150,12 @@ async def test_worker_serves_metrics_and_logs_chunks_as_json(
     try:
         result = await client.submit(range(100), chunks=4, timeout=30)
         done = 'chunksum_chunks_total{outcome="done"} 4.0'
-        async with asyncio.timeout(10):  # the counters move after the partial is in
-            while done not in (text := await scrape(port)):  # noqa: ASYNC110  # over HTTP
-                await asyncio.sleep(0.05)
+
+        async def counted() -> str | None:  # the counters move after the partial is in
+            text = await scrape(port)
+            return text if done in text else None
+
+        text = await eventually(counted, timeout_s=10, every_s=0.05, what=f"metrics: {done}")
         assert "chunksum_numbers_summed_total 100.0" in text
         assert "chunksum_chunk_duration_seconds_count 4.0" in text
     finally:

@@ -11,7 +11,7 @@ from arq.connections import ArqRedis
 
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, process_env, read_hash, run_ids, running_worker
+from tests.harness import ROOT, eventually, process_env, read_hash, run_ids, running_worker
 
 # A submitter in a child process: python -c SUBMITTER <numbers>, where <numbers> is "sized"
 # (range(1000) in 4 slow chunks: sealed at once) or "stream" (a generator that yields a
@@ -47,12 +47,14 @@ async def submitter(settings: Settings, numbers: str) -> asyncio.subprocess.Proc
 
 async def run_once(redis: ArqRedis, client: Client, field: bytes) -> str:
     """Wait (bounded) until the only run's hash has ``field``; return the run id."""
-    async with asyncio.timeout(20):
-        while True:
-            for run_id in await run_ids(redis, client.keys):
-                if field in await read_hash(redis, client.keys.run(run_id)):
-                    return run_id
-            await asyncio.sleep(0.01)  # Redis state: nothing to wait on
+
+    async def with_field() -> str | None:
+        for run_id in await run_ids(redis, client.keys):
+            if field in await read_hash(redis, client.keys.run(run_id)):
+                return run_id
+        return None
+
+    return await eventually(with_field, timeout_s=20, what=f"a run with {field.decode()!r}")
 
 
 @pytest.fixture
@@ -97,9 +99,11 @@ async def test_stream_abandoned_mid_way_fails_and_leaves_no_jobs(
     async with Client(orphaning) as client:
         process = await submitter(orphaning, "stream")
         run_id = await run_once(redis, client, b"status")
-        async with asyncio.timeout(20):  # the two chunks before the stall are summed
-            while (await client.status(run_id)).done_chunks < 2:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+
+        async def stalled() -> bool:  # the two chunks before the stall are summed
+            return (await client.status(run_id)).done_chunks >= 2
+
+        await eventually(stalled, timeout_s=20, what="the two chunks before the stall")
         process.send_signal(signal.SIGKILL)
         await process.wait()
         run = await client.wait(run_id, timeout=20)

@@ -5,7 +5,6 @@ import contextlib
 import math
 import random
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -33,11 +32,14 @@ from app.keys import Keys, arq_job_key, job_id
 from app.redis_server import RedisServer
 from tests.harness import (
     ROOT,
+    eventually,
     free_port,
     process_env,
+    queue_holds,
     read_hash,
     run_ids,
     running_worker,
+    worker_command,
     worker_process,
 )
 
@@ -62,10 +64,12 @@ async def settled_keys(redis: ArqRedis, settings: Settings, expected: list[str])
     A submit returns as soon as the last partial is in; the worker's arq then deletes that
     job's keys a moment later.
     """
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(5):
-            while await run_keys(redis, settings) != expected:  # noqa: ASYNC110  # Redis state
-                await asyncio.sleep(0.01)
+
+    async def settled() -> bool:
+        return await run_keys(redis, settings) == expected
+
+    with contextlib.suppress(AssertionError):  # the caller's assert shows the keys left
+        await eventually(settled, what=f"the keys to be {expected}")
     return await run_keys(redis, settings)
 
 
@@ -290,10 +294,9 @@ async def test_cancelling_the_caller_cancels_the_run(
 ) -> None:
     """Cancelling the awaiting task marks the run cancelled and removes its queued jobs."""
     task = asyncio.create_task(client.submit(range(100), chunks=10))
-    deadline = time.monotonic() + 10
-    while await redis.zcard(client.keys.queue) < 10:  # bounded wait for the enqueue
-        assert time.monotonic() < deadline, "the chunks were never enqueued"
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: queue_holds(redis, client.keys, 10), timeout_s=10, what="the 10 chunks queued"
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -305,8 +308,7 @@ async def test_cancelling_the_caller_cancels_the_run(
 
 def test_submit_sync_from_synchronous_code(settings: Settings) -> None:
     """submit_sync sums on a real worker process without an event loop of the caller's."""
-    command = [sys.executable, "-m", "app.cli", "worker", "--log-level", "warning"]
-    with subprocess.Popen(command, env=process_env(settings), cwd=ROOT) as process:
+    with subprocess.Popen(worker_command(), env=process_env(settings), cwd=ROOT) as process:
         try:
             result = submit_sync([1, 2.5, 2**70], settings=settings, timeout=30)
         finally:
@@ -315,19 +317,12 @@ def test_submit_sync_from_synchronous_code(settings: Settings) -> None:
     assert process.returncode == 0
 
 
-async def test_simulated_io_delays_each_chunk(client: Client, worker: Worker) -> None:
-    """simulate_io_s makes each chunk job await that long before summing (a bench option)."""
-    result = await submit_slow(client, range(40), chunks=4, timeout=30, io_s=0.05)
-    assert result.total == sum(range(40))
-    assert result.elapsed_s >= 0.05
-
-
 async def queued_run(client: Client, redis: ArqRedis, chunks: int) -> tuple[asyncio.Task[Any], str]:
     """Start a submit with no worker; return its task and run id once its jobs are queued."""
     task = asyncio.create_task(client.submit(range(chunks * 10), chunks=chunks, timeout=30))
-    async with asyncio.timeout(10):
-        while await redis.zcard(client.keys.queue) < chunks:  # noqa: ASYNC110  # Redis state
-            await asyncio.sleep(0.01)
+    await eventually(
+        lambda: queue_holds(redis, client.keys, chunks), timeout_s=10, what="the chunks queued"
+    )
     (run_id,) = await run_ids(redis, client.keys)
     return task, run_id
 
@@ -353,23 +348,29 @@ async def test_cancel_stops_running_chunks(
     finish, and the worker goes on to serve the next run."""
     async with running_worker(settings) as worker:
         task = asyncio.create_task(submit_slow(client, range(40), chunks=4, io_s=30.0))
-        async with asyncio.timeout(10):  # until all four chunks run
-            while len(worker.job_tasks) < 4:  # noqa: ASYNC110  # the worker's state
-                await asyncio.sleep(0.01)
+
+        async def all_running() -> bool:  # the worker's own state
+            return len(worker.job_tasks) >= 4
+
+        await eventually(all_running, timeout_s=10, what="all four chunks running")
         started = time.monotonic()
         async with Client(settings) as other:
             (run_id,) = await run_ids(redis, client.keys)
             await other.cancel(run_id)
         with pytest.raises(RunFailedError, match="cancelled"):
             await asyncio.wait_for(task, 5)
-        async with asyncio.timeout(5):
-            while worker.job_tasks:  # noqa: ASYNC110  # the worker's state
-                await asyncio.sleep(0.01)
+
+        async def none_running() -> bool:
+            return not worker.job_tasks
+
+        await eventually(none_running, what="the chunks aborted")
         assert time.monotonic() - started < 5  # far less than the chunks' 30 s
         assert worker.jobs_failed == 4  # arq counts aborted jobs as failed
-        async with asyncio.timeout(5):  # arq finishes each aborted job just after
-            while await redis.keys("arq:in-progress:*"):  # noqa: ASYNC110  # Redis state
-                await asyncio.sleep(0.01)
+
+        async def none_in_progress() -> bool:  # arq finishes each aborted job just after
+            return not await redis.keys("arq:in-progress:*")
+
+        await eventually(none_in_progress, what="arq to finish the aborted jobs")
         assert (await client.submit(range(10), timeout=10)).total == 45
 
 
@@ -429,9 +430,11 @@ async def test_busy_worker_rides_out_a_redis_restart(settings: Settings) -> None
         async with worker_process(own) as process, Client(own) as client:
             numbers = range(1000)
             task = asyncio.create_task(submit_slow(client, numbers, chunks=8, timeout=60, io_s=0.5))
-            async with asyncio.timeout(10):  # until the worker holds chunks mid-way
-                while not await client.redis.keys("arq:in-progress:*"):  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
+            await eventually(
+                lambda: client.redis.keys("arq:in-progress:*"),
+                timeout_s=10,
+                what="the worker to hold chunks mid-way",
+            )
             await asyncio.to_thread(server.stop)
             await asyncio.sleep(1.5)  # the outage: the chunks end, and can't record, in it
             await asyncio.to_thread(server.start)
@@ -475,9 +478,7 @@ async def test_minimum_acl_is_enough(settings: Settings) -> None:
             assert (await client.wait(result.run_id, timeout=5)).total == result.total
             assert (await client.cancel(result.run_id)).status == "done"
             assert [run.run_id for run in await client.recent_runs()] == [result.run_id]
-            async with asyncio.timeout(5):  # the worker's heartbeat, as the ACL user
-                while not await client.workers():  # noqa: ASYNC110  # Redis state
-                    await asyncio.sleep(0.01)
+            await eventually(client.workers, what="the worker's heartbeat, as the ACL user")
 
 
 async def test_chunks_lost_in_a_failover_fail_the_run(client: Client, redis: ArqRedis) -> None:
@@ -505,9 +506,11 @@ async def test_wait_rides_out_a_redis_restart(settings: Settings) -> None:
             task, run_id = await queued_run(client, client.redis, chunks=4)
             waiting = asyncio.create_task(waiter.wait(run_id, timeout=40))
             channel = client.keys.ended_channel(run_id)
-            async with asyncio.timeout(10):  # until the waiter listens
-                while (await client.redis.pubsub_numsub(channel))[0][1] == 0:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
+
+            async def listening() -> bool:
+                return bool((await client.redis.pubsub_numsub(channel))[0][1] > 0)
+
+            await eventually(listening, timeout_s=10, what="the waiter to listen")
             await asyncio.to_thread(server.stop)
             await asyncio.to_thread(server.start)
             async with running_worker(own):

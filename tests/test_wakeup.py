@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +17,7 @@ from app.keys import Keys
 from app.settings import Settings
 from app.submit import Client
 from app.worker.wakeup import QueueWaker
-from tests.harness import running_worker
+from tests.harness import eventually, running_worker
 
 LONG_POLL_S = 30.0  # far beyond every test's timeout: only a wake-up can explain prompt pick-up
 
@@ -35,14 +35,6 @@ async def subscribers(redis: ArqRedis, channel: str) -> int:
     return int(count)
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5) -> None:
-    """Poll ``condition`` until it holds; raise TimeoutError after ``timeout_s``."""
-    async with asyncio.timeout(timeout_s):
-        # Redis's state (command counts, subscribers) has no in-process event to wait on
-        while not await condition():  # noqa: ASYNC110  # see above
-            await asyncio.sleep(0.01)
-
-
 @contextlib.asynccontextmanager
 async def idle_worker(settings: Settings, redis: ArqRedis) -> AsyncIterator[Worker]:
     """Run an in-process worker; enter once it has found the queue empty and waits."""
@@ -52,7 +44,7 @@ async def idle_worker(settings: Settings, redis: ArqRedis) -> AsyncIterator[Work
         return await command_calls(redis, "zrangebyscore") > before
 
     async with running_worker(settings) as worker:
-        await wait_until(has_read_queue)
+        await eventually(has_read_queue, what="the worker's first queue read")
         yield worker
 
 
@@ -122,7 +114,7 @@ async def test_close_restores_the_plain_queue_read(redis: ArqRedis, keys: Keys) 
     async def unsubscribed() -> bool:
         return await subscribers(redis, keys.wake_channel) == 0
 
-    await wait_until(unsubscribed)
+    await eventually(unsubscribed, what="the waker to unsubscribe")
 
 
 async def test_reads_of_other_keys_pass_through(redis: ArqRedis, waker: QueueWaker) -> None:
@@ -153,7 +145,7 @@ async def waiting_read(redis: ArqRedis, keys: Keys) -> asyncio.Task[list[bytes]]
     async def has_read() -> bool:
         return await command_calls(redis, "zrangebyscore") > before
 
-    await wait_until(has_read)
+    await eventually(has_read, what="the queue read")
     return reading
 
 
@@ -219,7 +211,7 @@ async def test_wake_ups_survive_a_dropped_connection(
         assert await redis.client_kill_filter(_type="pubsub") >= 1  # CLIENT KILL TYPE pubsub
         # submitted at once: its wake-up may go out while the listener is reconnecting
         assert (await client.submit(range(10), chunks=2, timeout=10)).total == 45
-        await wait_until(resubscribed)
+        await eventually(resubscribed, what="the listener to resubscribe")
         # now only the resubscribed listener can wake the worker within the timeout
         assert (await client.submit(range(100), chunks=2, timeout=10)).total == 4950
     assert any(
