@@ -4,19 +4,17 @@ health, dashboard, bench."""
 import argparse
 import asyncio
 import contextlib
-import io
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from app import display
 from app.allocator import tune_allocator
 from app.bench import cli as bench_cli
-from app.chunking import Numbers
-from app.errors import ChunksumError, SettingsError, WaitTimeoutError
-from app.inputs import inclusive_range, parse_lines
+from app.errors import ChunksumError, WaitTimeoutError
+from app.inputs import read_numbers
 from app.keys import Keys
 from app.redis_server import redis_for
 from app.runs import RunStatus, Status
@@ -61,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--redis-url", metavar="URL", help="Redis to use (default: $REDIS_URL)")
         return sub
 
+    _add_summing_commands(command)
+    _add_run_commands(command)
+    _add_cluster_commands(command)
+    bench_cli.add_options(command("bench", bench_cli.run, "time chunksum against baselines"))
+    return parser
+
+
+Command = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
+def _add_summing_commands(command: Command) -> None:
+    """run, submit and worker."""
     run = command(
         "run",
         _run,
@@ -75,33 +85,35 @@ def _parser() -> argparse.ArgumentParser:
         "private Redis, none with --redis-url/REDIS_URL)",
     )
     _add_input_options(command("submit", _submit, "sum numbers on the workers of a Redis"))
-    add_worker_options(command("worker", _worker, "run an arq worker for chunk jobs"))
-    for name, handler, help_text in (
-        ("status", _status, "show a run's state"),
-        ("result", _result, "print a finished run's total"),
-        ("wait", _wait, "wait for a run to end, then print its total"),
-        ("cancel", _cancel, "cancel a run and remove its queued chunks"),
-    ):
-        command(name, handler, help_text).add_argument("run_id", metavar="RUN_ID")
-    status = commands.choices["status"]
+    add_worker_options(command("worker", run_worker, "run an arq worker for chunk jobs"))
+
+
+def _add_run_commands(command: Command) -> None:
+    """status, result, wait, cancel and runs: what happened to runs."""
+    status = command("status", _status, "show a run's state")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument(
         "--watch", action="store_true", help="show live progress until the run ends, then its state"
     )
-    commands.choices["wait"].add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="give up after this long"
-    )
+    result = command("result", _result, "print a finished run's total")
+    wait = command("wait", _wait, "wait for a run to end, then print its total")
+    wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    cancel = command("cancel", _cancel, "cancel a run and remove its queued chunks")
+    for parser in (status, result, wait, cancel):
+        parser.add_argument("run_id", metavar="RUN_ID")
     runs = command("runs", _runs, "list recent runs, newest first")
     runs.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs")
     runs.add_argument("--json", action="store_true", help="print JSON lines")
+
+
+def _add_cluster_commands(command: Command) -> None:
+    """workers, health and dashboard: who serves the queue."""
     workers = command("workers", _workers, "list live workers (from heartbeats)")
     workers.add_argument("--json", action="store_true", help="print JSON lines")
     command("health", _health, "exit 0 if Redis answers and a live worker serves")
     dashboard = command("dashboard", _dashboard, "serve the live web dashboard")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on")
     dashboard.add_argument("--port", type=int, default=8000, help="port to listen on")
-    bench_cli.add_options(command("bench", bench_cli.run, "time chunksum against baselines"))
-    return parser
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -162,10 +174,6 @@ def run_worker(args: argparse.Namespace, settings: Settings, *, jobs: Sequence[A
     return 0
 
 
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    return run_worker(args, settings)
-
-
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     private = settings.redis_url is None
     with redis_for(settings) as settings, contextlib.ExitStack() as stack:
@@ -179,7 +187,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
-    with _numbers(args) as numbers, _maybe(show_progress, display.chunk_progress) as progress:
+    with (
+        read_numbers(args.range, args.file) as numbers,
+        display.chunk_progress(show_progress) as progress,
+    ):
         result = _call(
             settings,
             lambda client: client.submit(
@@ -202,38 +213,6 @@ def _call(settings: Settings, method: Callable[[Client], Awaitable[T]]) -> T:
             return await method(client)
 
     return asyncio.run(call())
-
-
-@contextlib.contextmanager
-def _maybe(enabled: bool, context: Callable[[], Any]) -> Iterator[Any]:
-    """Enter ``context()`` and yield what it yields if ``enabled``, else yield None."""
-    if not enabled:
-        yield None
-        return
-    with context() as value:
-        yield value
-
-
-@contextlib.contextmanager
-def _numbers(args: argparse.Namespace) -> Iterator[Numbers]:
-    if args.range is not None:
-        yield inclusive_range(*args.range)
-    elif args.file not in (None, "-"):
-        # errors="replace": a non-UTF-8 line becomes "line N is not a number", not a traceback
-        try:
-            lines = open(args.file, encoding="utf-8", errors="replace")  # noqa: SIM115
-        except OSError as exc:
-            raise SettingsError(
-                f"cannot read --file {args.file!r} ({exc.strerror}); give a readable text file "
-                "with one number per line, or '-' for stdin"
-            ) from exc
-        with lines:
-            yield parse_lines(lines, args.file)
-    elif args.file == "-" or not sys.stdin.isatty():
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        yield parse_lines(stdin, "<stdin>")
-    else:
-        raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:

@@ -93,8 +93,12 @@ def print_workers(workers: list[WorkerInfo], *, as_json: bool) -> None:
 
 
 @contextlib.contextmanager
-def chunk_progress() -> Iterator[Callable[[int, int | None], None]]:
-    """Show a progress bar of chunks done on stderr; yield its update function."""
+def chunk_progress(shown: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """Show a progress bar of chunks done on stderr; yield its update function (None if
+    not ``shown``)."""
+    if not shown:
+        yield None
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     console = Console(stderr=True)
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:

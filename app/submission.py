@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from arq.connections import ArqRedis
 
@@ -37,6 +37,15 @@ FLUSH_AFTER_S = 0.05  # longest an encoded chunk waits in the pipeline for more 
 MAX_DRAIN = 1000  # inbox entries read per round trip after BLPOP wakes
 RECONNECT_S = 30.0  # how long a submitter rides out an unreachable Redis
 logger = logging.getLogger(__name__)
+
+
+class SubmitOptions(TypedDict, total=False):
+    """How to chunk and run a submission (see :func:`app.submit.submit`)."""
+
+    chunks: int | None
+    chunk_size: int | None
+    timeout: float | None
+    on_progress: Progress | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +77,7 @@ class Submission:
     """The submitter's side of one run, from the first chunk enqueued to the stored total.
 
     Args:
-        timeout_s: the run's deadline; past it the run fails and its queued jobs go.
+        timeout: the run's deadline in seconds; past it the run fails and its queued jobs go.
         job: the arq job that sums each chunk (the bench registers one of its own).
     """
 
@@ -81,7 +90,7 @@ class Submission:
         *,
         chunks: int | None = None,
         chunk_size: int | None = None,
-        timeout_s: float | None = None,
+        timeout: float | None = None,  # the run's own deadline: it cleans up
         on_progress: Progress | None = None,
         job: ChunkJob | None = None,
     ) -> None:
@@ -92,7 +101,7 @@ class Submission:
         self.run_id = uuid.uuid4().hex
         self.chunks = planned.chunks  # None while a stream's length is unknown
         self._items = planned.items
-        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._deadline = None if timeout is None else time.monotonic() + timeout
         self._on_progress = on_progress
         self._job = job or ChunkJob()
         self._pending: set[int] = set()

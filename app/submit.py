@@ -104,7 +104,7 @@ class Client:
             numbers,
             chunks=chunks,
             chunk_size=chunk_size,
-            timeout_s=timeout,
+            timeout=timeout,
             on_progress=on_progress,
         )
         return await submission.run()

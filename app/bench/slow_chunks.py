@@ -6,7 +6,7 @@ job (``jobs.bench.sum_chunk_after_io``) is registered only by the bench's worker
 """
 
 import sys
-from typing import Any
+from typing import Any, Unpack
 
 from arq.worker import Function
 
@@ -15,7 +15,7 @@ from app.bench.workloads import RUN_TIMEOUT_S
 from app.chunking import Numbers
 from app.queue import ChunkJob
 from app.settings import Settings
-from app.submission import Progress, RunResult, Submission
+from app.submission import RunResult, Submission, SubmitOptions
 from app.submit import Client
 from app.worker import worker_settings as chunksum_worker_settings
 from app.worker.settings import chunk_function
@@ -35,28 +35,12 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
 
 async def submit_slow(
-    client: Client,
-    numbers: Numbers,
-    *,
-    io_s: float,
-    chunks: int | None = None,
-    chunk_size: int | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109  # the run's own deadline: it cleans up
-    on_progress: Progress | None = None,
+    client: Client, numbers: Numbers, *, io_s: float, **options: Unpack[SubmitOptions]
 ) -> RunResult:
     """Submit as ``client.submit`` does, each chunk's job first awaiting ``io_s`` seconds."""
-    submission = Submission(
-        client.queue,
-        client.runs,
-        client.settings,
-        numbers,
-        chunks=chunks,
-        chunk_size=chunk_size,
-        timeout_s=timeout,
-        on_progress=on_progress,
-        job=ChunkJob(SLOW_CHUNK_JOB, {"io_s": io_s}),
-    )
-    return await submission.run()
+    job = ChunkJob(SLOW_CHUNK_JOB, {"io_s": io_s})
+    queue, runs, settings = client.queue, client.runs, client.settings
+    return await Submission(queue, runs, settings, numbers, job=job, **options).run()
 
 
 async def submit_with_io(
