@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
-from arq.connections import ArqRedis
-
 from app import codec
 from app.chunking import Chunk, Numbers, plan
 from app.connection import LOST_REDIS, Backoff
@@ -98,10 +96,12 @@ class Submission:
             numbers, chunks=chunks, chunk_size=chunk_size, default_size=settings.chunk_size
         )
         self.queue, self.runs, self.settings = queue, runs, settings
+        self.redis = runs.redis  # the connection the run's writes go through
         self.run_id = uuid.uuid4().hex
         self.chunks = planned.chunks  # None while a stream's length is unknown
         self._items = planned.items
-        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._timeout_s = timeout
+        self._deadline: float | None = None  # set as the run starts
         self._on_progress = on_progress
         self._job = job or ChunkJob()
         self._pending: set[int] = set()
@@ -111,14 +111,11 @@ class Submission:
         self._created = False  # the run hash is in Redis
         self._finalised: RunStatus | None = None  # the run as a worker ended it, total and all
 
-    @property
-    def redis(self) -> ArqRedis:
-        """Return the connection the run's writes go through."""
-        return cast(ArqRedis, self.runs.redis)
-
     async def run(self) -> RunResult:
         """Sum the numbers on the workers, store the total, and return the result."""
         started = time.perf_counter()
+        if self._timeout_s is not None:
+            self._deadline = time.monotonic() + self._timeout_s
         # held until the run is sealed (its key is then gone, and renewals do nothing)
         sender = Lease(
             self.redis, self.runs.keys.sender(self.run_id), lease_s=self.settings.submitter_lease_s
