@@ -7,7 +7,7 @@ it while it runs; if its worker dies, the key expires within ``lease_s`` and ano
 worker's next queue read claims the job. A worker that is only slow may let its lease
 lapse too: then two workers run the chunk, and the run counts it once.
 
-``chunksum worker`` (app.claims) claims jobs with a lease's expiry in the first place, so
+``chunksum worker`` (app.worker.claims) claims jobs with a lease's expiry in the first place, so
 there is no gap. A plain ``arq app.worker.WorkerSettings`` worker claims with arq's
 expiry, and the lease takes over a few milliseconds later, when the job starts: a worker
 killed in between leaves arq's full expiry to run (``CHUNKSUM_JOB_TIMEOUT_S`` + 10 s).
@@ -27,7 +27,7 @@ RENEWALS_PER_LEASE = 3
 
 class Lease:
     """Hold ``key`` for ``lease_s`` at a time, renewing it: a running job's arq in-progress
-    key, or a submitter's sender key (app.submit)."""
+    key, or a submitter's sender key (app.submission)."""
 
     def __init__(self, redis: Redis, key: str, *, lease_s: float) -> None:
         self.redis = redis

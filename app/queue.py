@@ -19,6 +19,9 @@ from redis.asyncio import Redis
 from app import codec
 from app.errors import ChunkingError
 from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, chunk_of, job_id, job_pattern
+from app.settings import Settings
+
+DEFAULT_JOB_TTL_S = 86_400.0  # a job record's life when results are kept for ever
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,17 @@ class ChunkQueue:
         self.keys = keys
         self.max_chunk_bytes = max_chunk_bytes
         self._job_ttl_ms = int(job_ttl_s * 1000)
+
+    @classmethod
+    def for_settings(cls, redis: Redis, settings: Settings) -> "ChunkQueue":
+        """Return the queue of ``settings``' deployment: job records live as long as results
+        (a day if those are kept for ever)."""
+        return cls(
+            redis,
+            Keys(settings.key_prefix),
+            job_ttl_s=settings.result_ttl_s or DEFAULT_JOB_TTL_S,
+            max_chunk_bytes=settings.max_chunk_bytes,
+        )
 
     def add(
         self, pipe: Any, run_id: str, index: int, parts: list[codec.Part], job: ChunkJob

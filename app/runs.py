@@ -28,6 +28,7 @@ from app.errors import RunNotFoundError
 from app.exact import ExactSum, json_total, parse_total, total_text
 from app.keys import Keys
 from app.replication import Replicas
+from app.settings import Settings
 
 
 class Status(enum.StrEnum):
@@ -142,6 +143,12 @@ class RunStore:
         self._ttl = "" if ttl_s is None else str(math.ceil(ttl_s))
         self._record = redis.register_script(scripts.source("record"))
         self._retried = redis.register_script(scripts.source("retried"))
+
+    @classmethod
+    def for_settings(cls, redis: Redis, settings: Settings) -> "RunStore":
+        """Return the run store of ``settings``' deployment, with its retention and replicas."""
+        keys, replicas = Keys(settings.key_prefix), Replicas.for_settings(settings)
+        return cls(redis, keys, ttl_s=settings.result_ttl_s, replicas=replicas)
 
     async def create(self, run_id: str, *, chunks: int, count: int | None = None) -> None:
         """Store a new queued run, sealed: its ``chunks`` jobs are enqueued (or will be by

@@ -26,13 +26,11 @@ from app.errors import (
 from app.heartbeat import WorkerInfo, live_workers
 from app.keys import Keys
 from app.queue import ChunkQueue
-from app.replication import Replicas
 from app.runs import EndResult, RunStatus, RunStore, Status
 from app.settings import Settings
 from app.submission import RECONNECT_S, WAIT_SLICE_S, Progress, RunResult, Submission
 
 NOT_OPEN = "the Client is not open: use `async with Client(settings) as client:`"
-DEFAULT_JOB_TTL_S = 86_400.0  # a job record's life when results are kept for ever
 
 
 class Client:
@@ -46,16 +44,9 @@ class Client:
         self._queue: ChunkQueue | None = None
 
     async def __aenter__(self) -> Self:
-        settings = self.settings
-        self._redis = redis = await connect(settings)
-        replicas = Replicas.for_settings(settings)
-        self._runs = RunStore(redis, self.keys, ttl_s=settings.result_ttl_s, replicas=replicas)
-        self._queue = ChunkQueue(
-            redis,
-            self.keys,
-            job_ttl_s=settings.result_ttl_s or DEFAULT_JOB_TTL_S,
-            max_chunk_bytes=settings.max_chunk_bytes,
-        )
+        self._redis = redis = await connect(self.settings)
+        self._runs = RunStore.for_settings(redis, self.settings)
+        self._queue = ChunkQueue.for_settings(redis, self.settings)
         return self
 
     async def __aexit__(

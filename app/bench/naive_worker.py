@@ -1,4 +1,4 @@
-"""Worker settings for the obvious arq baseline: ``arq app.naive_worker.WorkerSettings``.
+"""Worker settings for the obvious arq baseline: ``arq app.bench.naive_worker.WorkerSettings``.
 
 Plain arq defaults (pickle, 0.5 s ``poll_delay``, results kept for an hour), except for
 the queue, which is the bench's own, and the Redis, which comes from ``REDIS_URL``.

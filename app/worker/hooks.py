@@ -12,14 +12,11 @@ from app.heartbeat import Heartbeat
 from app.keys import Keys, arq_in_progress_key
 from app.lease import Lease
 from app.queue import ChunkQueue
-from app.replication import Replicas
 from app.runs import RunStore
 from app.settings import Settings
 from app.worker.chunksum_worker import WORKER, ChunksumWorker
 from app.worker.wakeup import QueueWaker
 from jobs.chunks import QUEUE, RUNS
-
-DEFAULT_JOB_TTL_S = 86_400.0
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -28,14 +25,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     redis = ctx["redis"]
     await keep_alive(redis)  # first: arq opened the pool without it
     keys = Keys(settings.key_prefix)
-    replicas = Replicas.for_settings(settings)
-    ctx[RUNS] = RunStore(redis, keys, ttl_s=settings.result_ttl_s, replicas=replicas)
-    ctx[QUEUE] = ChunkQueue(
-        redis,
-        keys,
-        job_ttl_s=settings.result_ttl_s or DEFAULT_JOB_TTL_S,
-        max_chunk_bytes=settings.max_chunk_bytes,
-    )
+    ctx[RUNS] = RunStore.for_settings(redis, settings)
+    ctx[QUEUE] = ChunkQueue.for_settings(redis, settings)
     worker: ChunksumWorker | None = ctx.get(WORKER)  # None under `arq app.worker...`
     on_run_ended = None if worker is None else worker.run_ends.ended
     ctx["waker"] = waker = QueueWaker(
