@@ -150,14 +150,6 @@ class RunStore:
         keys, replicas = Keys(settings.key_prefix), Replicas.for_settings(settings)
         return cls(redis, keys, ttl_s=settings.result_ttl_s, replicas=replicas)
 
-    async def create(self, run_id: str, *, chunks: int, count: int | None = None) -> None:
-        """Store a new queued run, sealed: its ``chunks`` jobs are enqueued (or will be by
-        hand), with ``count`` numbers in them if that is known."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self.add_create(pipe, run_id, chunks=chunks, sender_lease_s=None)
-            self.add_seal(pipe, run_id, chunks=chunks, count=count)
-            await pipe.execute()
-
     def add_create(
         self, pipe: Any, run_id: str, *, chunks: int | None, sender_lease_s: float | None
     ) -> None:

@@ -16,6 +16,7 @@ from arq.worker import Worker
 
 from app.bench.slow_chunks import worker_settings
 from app.keys import Keys
+from app.runs import RunStore
 from app.settings import Settings
 from app.worker.chunksum_worker import ChunksumWorker
 
@@ -171,3 +172,12 @@ async def queue_holds(redis: ArqRedis, keys: Keys, jobs: int) -> bool:
 async def read_hash(redis: ArqRedis, key: str) -> dict[bytes, bytes]:
     """Return a hash's raw fields (redis-py types HGETALL as maybe-awaitable)."""
     return await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(key))
+
+
+async def create_run(runs: RunStore, run_id: str, *, chunks: int, count: int | None = None) -> None:
+    """Store a new queued run, sealed: its ``chunks`` jobs are (to be) enqueued by hand, with
+    ``count`` numbers in them if that is known."""
+    async with runs.redis.pipeline(transaction=True) as pipe:
+        runs.add_create(pipe, run_id, chunks=chunks, sender_lease_s=None)
+        runs.add_seal(pipe, run_id, chunks=chunks, count=count)
+        await pipe.execute()

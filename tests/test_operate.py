@@ -22,6 +22,7 @@ from app.settings import Settings
 from app.submit import Client
 from tests.harness import (
     ROOT,
+    create_run,
     eventually,
     free_port,
     process_env,
@@ -193,7 +194,7 @@ def test_tables_print_runs_and_workers(
 
     async def seed() -> tuple[str, Heartbeat]:
         async with Client(settings) as client:
-            await client.runs.create("seeded", chunks=1, count=3)
+            await create_run(client.runs, "seeded", chunks=1, count=3)
             await client.runs.finish("seeded", ExactSum.of(6, 0, 0), count=3, chunks=1)
             heartbeat = Heartbeat(client.redis, client.keys, lambda: {"done": 7})
             await heartbeat.beat()

@@ -14,6 +14,7 @@ from app.keys import Keys, arq_job_key, job_id
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import RunStore
 from app.submission import lost_chunks
+from tests.harness import create_run
 
 RUN = "run1"
 KEYS = Keys("test")
@@ -105,7 +106,7 @@ async def test_lost_chunks_have_neither_job_nor_partial(queue: ChunkQueue, redis
     """After a failover, a chunk with a job (queued or running) or a partial is safe; one
     with neither was lost. A run whose hash is gone lost everything; an ended one, nothing."""
     runs = RunStore(redis, KEYS, ttl_s=None)
-    await runs.create(RUN, chunks=3)
+    await create_run(runs, RUN, chunks=3)
     await enqueue(redis, queue, RUN, range(1))
     await runs.record(RUN, 1, ExactSum.of_ints(np.array([5])))
 

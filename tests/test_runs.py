@@ -15,6 +15,7 @@ from app.errors import RunNotFoundError
 from app.exact import ExactSum
 from app.keys import Keys
 from app.runs import EndResult, Recorded, RunStore, Status
+from tests.harness import create_run
 
 RUN = "run1"
 TTL_S = 100.5  # RunStore rounds it up to 101 s
@@ -48,7 +49,7 @@ async def inbox(redis: ArqRedis, run_id: str = RUN) -> list[object]:
 
 async def test_create_stores_a_queued_run(store: RunStore) -> None:
     """A new run is queued, with its chunk count, no chunks done and no total."""
-    await store.create(RUN, chunks=4)
+    await create_run(store, RUN, chunks=4)
     run = await store.read(RUN)
     assert (run.run_id, run.status, run.chunks, run.done_chunks) == (RUN, "queued", 4, 0)
     assert (run.total, run.count, run.finished_at, run.error) == (None, None, None, None)
@@ -115,13 +116,13 @@ async def test_abandon_ends_only_a_run_whose_sender_lease_lapsed(
     assert (await store.read(RUN)).status == "queued"  # reading changes nothing
     assert await store.abandon(RUN) is EndResult.ENDED
     assert (await store.read(RUN)).status == "failed"
-    await store.create("sealed", chunks=1)
+    await create_run(store, "sealed", chunks=1)
     assert await store.abandon("sealed") is EndResult.LIVE
 
 
 async def test_record_counts_a_chunk_once(store: RunStore, redis: ArqRedis) -> None:
     """Recording the same chunk twice counts it and pushes it to the inbox once."""
-    await store.create(RUN, chunks=3)
+    await create_run(store, RUN, chunks=3)
     partial = ExactSum.of(5, -1, 1)
     assert await store.record(RUN, 0, partial) is Recorded.RECORDED
     assert await store.record(RUN, 0, ExactSum.of(7, 0, 0)) is Recorded.NOTHING
@@ -133,7 +134,7 @@ async def test_record_counts_a_chunk_once(store: RunStore, redis: ArqRedis) -> N
 
 async def test_record_moves_queued_to_running(store: RunStore, redis: ArqRedis) -> None:
     """The first partial moves the run to running and stamps started_at; later ones count up."""
-    await store.create(RUN, chunks=3)
+    await create_run(store, RUN, chunks=3)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     started_at = await settle(redis.hget(KEYS.run(RUN), "started_at"))
     assert started_at is not None
@@ -155,7 +156,7 @@ async def test_record_refuses_an_unknown_run(store: RunStore, redis: ArqRedis) -
 
 async def test_finish_writes_the_total_once(store: RunStore, redis: ArqRedis) -> None:
     """finish writes total, type, count and chunks, and deletes the partials and the inbox."""
-    await store.create(RUN, chunks=2)
+    await create_run(store, RUN, chunks=2)
     await store.record(RUN, 0, ExactSum.of(3, 0, 0))
     await store.record(RUN, 1, ExactSum.of(4, 0, 0))
     assert await store.finish(RUN, ExactSum.of(7, 0, 0), count=10, chunks=2) is EndResult.ENDED
@@ -171,7 +172,7 @@ async def test_finish_writes_the_total_once(store: RunStore, redis: ArqRedis) ->
 
 async def test_second_finish_returns_the_previous_status(store: RunStore) -> None:
     """A second finish (or end) leaves the first total alone and returns the status it found."""
-    await store.create(RUN, chunks=1)
+    await create_run(store, RUN, chunks=1)
     await store.finish(RUN, ExactSum.of(7, 0, 0), count=1, chunks=1)
     assert await store.finish(RUN, ExactSum.of(99, 0, 0), count=5, chunks=5) == "done"
     assert await store.end(RUN, Status.CANCELLED, error="too late") == "done"
@@ -196,7 +197,7 @@ async def test_end_of_an_unknown_run_reports_missing(store: RunStore, redis: Arq
 )
 async def test_totals_keep_their_type_and_value(store: RunStore, total: ExactSum) -> None:
     """Float, big-int, NaN and infinite totals read back with their exact value and type."""
-    await store.create(RUN, chunks=1)
+    await create_run(store, RUN, chunks=1)
     await store.finish(RUN, total, count=1, chunks=1)
     stored = (await store.read(RUN)).total
     expected = total.value()
@@ -210,7 +211,7 @@ async def test_totals_keep_their_type_and_value(store: RunStore, total: ExactSum
 
 async def test_records_after_the_run_ended_are_refused(store: RunStore, redis: ArqRedis) -> None:
     """Once a run is done, a late partial is refused and leaves no partials or inbox behind."""
-    await store.create(RUN, chunks=2)
+    await create_run(store, RUN, chunks=2)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
     assert await store.record(RUN, 1, ExactSum.of(5, 0, 0)) is Recorded.NOTHING
@@ -221,7 +222,7 @@ async def test_records_after_the_run_ended_are_refused(store: RunStore, redis: A
 @pytest.mark.parametrize("status", [Status.FAILED, Status.CANCELLED])
 async def test_records_after_failure_or_cancel_are_refused(store: RunStore, status: Status) -> None:
     """A failed or cancelled run accepts no more partials."""
-    await store.create(RUN, chunks=2)
+    await create_run(store, RUN, chunks=2)
     assert await store.end(RUN, status, error="stop") is EndResult.ENDED
     assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.NOTHING
     run = await store.read(RUN)
@@ -230,7 +231,7 @@ async def test_records_after_failure_or_cancel_are_refused(store: RunStore, stat
 
 async def test_fail_chunk_marks_the_run_failed(store: RunStore, redis: ArqRedis) -> None:
     """fail_chunk fails the run with the error and leaves exactly one failure entry in the inbox."""
-    await store.create(RUN, chunks=3)
+    await create_run(store, RUN, chunks=3)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     await store.record(RUN, 1, ExactSum.of(2, 0, 0))
     await store.fail_chunk(RUN, 2, "chunk 2 can't be summed: bad part")
@@ -243,7 +244,7 @@ async def test_fail_chunk_marks_the_run_failed(store: RunStore, redis: ArqRedis)
 
 async def test_fail_chunk_after_done_changes_nothing(store: RunStore, redis: ArqRedis) -> None:
     """A chunk failure reported after the run is done neither fails it nor fills the inbox."""
-    await store.create(RUN, chunks=1)
+    await create_run(store, RUN, chunks=1)
     await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
     await store.fail_chunk(RUN, 0, "late")
     assert (await store.read(RUN)).status == "done"
@@ -252,7 +253,7 @@ async def test_fail_chunk_after_done_changes_nothing(store: RunStore, redis: Arq
 
 async def test_ttls_are_set_when_configured(store: RunStore, redis: ArqRedis) -> None:
     """With ttl_s, the run, partials and inbox expire within ceil(ttl_s) seconds."""
-    await store.create(RUN, chunks=2)
+    await create_run(store, RUN, chunks=2)
     assert 0 < await redis.ttl(KEYS.run(RUN)) <= 101
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     for key in (KEYS.run(RUN), KEYS.partials(RUN), KEYS.inbox(RUN)):  # not the sender's
@@ -264,7 +265,7 @@ async def test_ttls_are_set_when_configured(store: RunStore, redis: ArqRedis) ->
 
 async def test_ttl_is_refreshed_when_a_run_ends(store: RunStore, redis: ArqRedis) -> None:
     """Ending a run restarts the run hash's retention time."""
-    await store.create(RUN, chunks=1)
+    await create_run(store, RUN, chunks=1)
     await redis.expire(KEYS.run(RUN), 5)
     await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
     assert 5 < await redis.ttl(KEYS.run(RUN)) <= 101
@@ -273,7 +274,7 @@ async def test_ttl_is_refreshed_when_a_run_ends(store: RunStore, redis: ArqRedis
 async def test_no_ttls_without_ttl_s(store_without_ttl: RunStore, redis: ArqRedis) -> None:
     """With ttl_s None, no key of the run expires."""
     store = store_without_ttl
-    await store.create(RUN, chunks=2)
+    await create_run(store, RUN, chunks=2)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0))
     for key in (KEYS.run(RUN), KEYS.partials(RUN), KEYS.inbox(RUN)):  # not the sender's
         assert await redis.ttl(key) == -1, key
@@ -290,7 +291,7 @@ async def test_read_of_an_unknown_run_raises(store: RunStore) -> None:
 
 async def test_runs_are_separated_by_prefix(redis: ArqRedis) -> None:
     """A run stored under one key prefix is not visible under another."""
-    await RunStore(redis, KEYS, ttl_s=None).create(RUN, chunks=1)
+    await create_run(RunStore(redis, KEYS, ttl_s=None), RUN, chunks=1)
     with pytest.raises(RunNotFoundError):
         await RunStore(redis, Keys("other"), ttl_s=None).read(RUN)
 
@@ -299,7 +300,7 @@ async def test_repeat_of_a_complete_runs_chunk_finalises_it(store: RunStore) -> 
     """If the worker that recorded a sealed run's last partial died before finalising, the
     chunk's rerun is told it is last, so that the run still ends; once it has, repeats do
     nothing."""
-    await store.create(RUN, chunks=2, count=2)
+    await create_run(store, RUN, chunks=2, count=2)
     assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.RECORDED
     assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.LAST  # then it died
     assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.LAST  # the rerun
@@ -311,7 +312,7 @@ async def test_repeat_of_a_complete_runs_chunk_finalises_it(store: RunStore) -> 
 async def test_chunk_timings_and_retries_add_up(store: RunStore) -> None:
     """A run sums its chunks' seconds and keeps the longest; retries count while it is
     active, and not after."""
-    await store.create(RUN, chunks=3)
+    await create_run(store, RUN, chunks=3)
     await store.record(RUN, 0, ExactSum.of(1, 0, 0), seconds=0.25)
     await store.record(RUN, 1, ExactSum.of(1, 0, 0), seconds=1.5)
     await store.record(RUN, 1, ExactSum.of(1, 0, 0), seconds=9.0)  # a repeat: not counted
@@ -327,7 +328,7 @@ async def test_snapshot_reads_status_and_partials_together(
     store: RunStore, redis: ArqRedis
 ) -> None:
     """snapshot returns the run's status and, per chunk, its recorded partial or None."""
-    await store.create(RUN, chunks=3)
+    await create_run(store, RUN, chunks=3)
     await store.record(RUN, 1, ExactSum.of_ints(np.array([5])))
     status, partials = await store.snapshot(RUN, [0, 1, 2])
     assert status is Status.RUNNING

@@ -28,7 +28,7 @@ from app.worker import WorkerSettings, worker_settings
 from app.worker.chunksum_worker import ChunksumWorker
 from app.worker.settings import ARQ_MAX_TRIES
 from jobs.chunks import sum_chunk
-from tests.harness import ROOT, process_env, read_hash, running_worker, worker_process
+from tests.harness import ROOT, create_run, process_env, read_hash, running_worker, worker_process
 
 CORRUPT_PARTS = [["i8", b"abc"]]  # 3 bytes: not a whole number of int64s
 
@@ -105,7 +105,7 @@ async def test_corrupt_payload_fails_the_run(
 ) -> None:
     """A chunk whose bytes can't be decoded fails the run, naming the chunk, and tells the inbox."""
     run_id = uuid.uuid4().hex
-    await runs.create(run_id, chunks=4)
+    await create_run(runs, run_id, chunks=4)
     await enqueue_raw(redis, keys, job_id(run_id, 3), chunk_job(run_id, 3, CORRUPT_PARTS))
     worker = await run_burst(settings)
     assert worker.jobs_failed == 1
@@ -136,7 +136,7 @@ async def test_job_arq_gives_up_on_fails_its_run(
     """A chunk job arq drops unrun (its record undecodable, or gone) fails the run, naming the
     chunk, instead of leaving it to wait for that chunk for ever."""
     run_id = uuid.uuid4().hex
-    await runs.create(run_id, chunks=2)
+    await create_run(runs, run_id, chunks=2)
     if record is None:
         await redis.zadd(keys.queue, {job_id(run_id, 1): now_ms()})
     else:
@@ -156,7 +156,7 @@ async def test_stale_entry_of_a_summed_chunk_fails_nothing(
     """A queue entry left for a chunk that is already summed (a plain arq worker's retry can
     re-add one after another worker finished the chunk) expires without failing the run."""
     run_id = uuid.uuid4().hex
-    await runs.create(run_id, chunks=2)
+    await create_run(runs, run_id, chunks=2)
     await runs.record(run_id, 1, ExactSum.of_ints(np.array([7])))
     await redis.zadd(keys.queue, {job_id(run_id, 1): now_ms()})  # no job record behind it
     worker = await run_burst(settings)
@@ -184,7 +184,7 @@ async def test_chunk_out_of_arq_tries_fails_its_run(
 ) -> None:
     """A chunk whose workers died under it ARQ_MAX_TRIES times fails its run when arq drops it."""
     run_id = uuid.uuid4().hex
-    await runs.create(run_id, chunks=1)
+    await create_run(runs, run_id, chunks=1)
     chunk = job_id(run_id, 0)
     await enqueue_raw(redis, keys, chunk, chunk_job(run_id, 0, codec.encode_chunk([1, 2], 0)))
     await redis.set(retry_key_prefix + chunk, ARQ_MAX_TRIES)  # each death took a try
@@ -221,7 +221,7 @@ async def test_second_job_for_a_chunk_counts_once(
 ) -> None:
     """Two jobs for the same chunk (different job ids) record one partial and count once."""
     run_id = uuid.uuid4().hex
-    await runs.create(run_id, chunks=2)
+    await create_run(runs, run_id, chunks=2)
     parts = codec.encode_chunk(range(10), 0)
     await enqueue_raw(redis, keys, job_id(run_id, 0), chunk_job(run_id, 0, parts))
     await enqueue_raw(redis, keys, job_id(run_id, 0) + ":again", chunk_job(run_id, 0, parts))
@@ -235,7 +235,7 @@ async def test_same_job_redelivered_counts_once(
 ) -> None:
     """The same chunk job delivered again after it finished changes nothing."""
     run_id = uuid.uuid4().hex
-    await runs.create(run_id, chunks=2)
+    await create_run(runs, run_id, chunks=2)
     data = chunk_job(run_id, 1, codec.encode_chunk([2**70, -1], 1))
     for _ in range(2):
         await enqueue_raw(redis, keys, job_id(run_id, 1), data)
@@ -263,7 +263,7 @@ async def test_chunk_for_an_ended_run_records_nothing(
     """A chunk job for a run that ended (or no longer exists) leaves no partial behind."""
     run_id = uuid.uuid4().hex
     if status is not None:
-        await runs.create(run_id, chunks=1)
+        await create_run(runs, run_id, chunks=1)
         assert await runs.end(run_id, status) is EndResult.ENDED
     await enqueue_raw(redis, keys, job_id(run_id, 0), chunk_job(run_id, 0, [["i1", b"\x05"]]))
     worker = await run_burst(settings)
@@ -365,7 +365,7 @@ async def test_sum_chunk_refuses_wrong_typed_ids(
     runs: RunStore, run_id: object, index: object
 ) -> None:
     """sum_chunk raises PayloadError for a run_id that isn't a str or an index that isn't an int."""
-    await runs.create("run", chunks=1)
+    await create_run(runs, "run", chunks=1)
     ids: dict[str, Any] = {"run_id": run_id, "index": index}  # as decoded from a bad job
     with pytest.raises(PayloadError, match="run_id: str and index: int"):
         await sum_chunk({"runs": runs}, **ids, parts=[["i1", b"\x01"]])
@@ -375,7 +375,7 @@ async def test_sum_chunk_refuses_wrong_typed_ids(
 
 async def test_sum_chunk_records_once(runs: RunStore) -> None:
     """sum_chunk returns True for a chunk's first partial and False for a duplicate."""
-    await runs.create("run", chunks=2)
+    await create_run(runs, "run", chunks=2)
     parts = codec.encode_chunk(np.arange(100), 0)
     assert await sum_chunk({"runs": runs}, run_id="run", index=0, parts=parts) is True
     assert await sum_chunk({"runs": runs}, run_id="run", index=0, parts=parts) is False
@@ -385,7 +385,7 @@ async def test_sum_chunk_records_once(runs: RunStore) -> None:
 
 async def test_sum_chunk_fails_the_run_on_a_bad_payload(runs: RunStore) -> None:
     """sum_chunk raises PayloadError for an undecodable payload and fails the run with it."""
-    await runs.create("run", chunks=2)
+    await create_run(runs, "run", chunks=2)
     with pytest.raises(PayloadError, match="not a whole number"):
         await sum_chunk({"runs": runs}, run_id="run", index=1, parts=CORRUPT_PARTS)
     stored = await runs.read("run")
