@@ -13,6 +13,7 @@ from app.errors import (
     SettingsError,
     WaitTimeoutError,
 )
+from app.files import TextFile
 from app.runs import RunStatus, Status
 from app.settings import Settings
 from app.submit import Client, RunResult, submit, submit_sync
@@ -32,6 +33,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Status",
+    "TextFile",
     "WaitTimeoutError",
     "submit",
     "submit_sync",

@@ -8,12 +8,14 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from app import display
 from app.allocator import tune_allocator
 from app.bench import cli as bench_cli
+from app.chunking import Numbers
 from app.errors import ChunksumError, WaitTimeoutError
+from app.files import TextFile
 from app.inputs import read_numbers
 from app.keys import Keys
 from app.redis_server import redis_for
@@ -77,6 +79,7 @@ def _add_summing_commands(command: Command) -> None:
         "sum numbers start to finish; with no Redis URL, on a private Redis with local workers",
     )
     _add_input_options(run)
+    run.set_defaults(shared=True)  # its local workers see the file: they read it themselves
     run.add_argument(
         "--workers",
         type=int,
@@ -84,7 +87,14 @@ def _add_summing_commands(command: Command) -> None:
         help="local worker processes to start (default: one per CPU with the "
         "private Redis, none with --redis-url/REDIS_URL)",
     )
-    _add_input_options(command("submit", _submit, "sum numbers on the workers of a Redis"))
+    submit = command("submit", _submit, "sum numbers on the workers of a Redis")
+    _add_input_options(submit)
+    submit.add_argument(
+        "--shared",
+        action="store_true",
+        help="the workers see --file PATH too (same machine or shared filesystem): they read "
+        "it themselves, in byte ranges",
+    )
     add_worker_options(command("worker", run_worker, "run an arq worker for chunk jobs"))
 
 
@@ -131,6 +141,12 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--chunks", type=int, metavar="N", help="split into N balanced chunks")
     size.add_argument("--chunk-size", type=int, metavar="N", help="N numbers per chunk")
+    size.add_argument(
+        "--chunk-bytes",
+        type=int,
+        metavar="N",
+        help="a file read by the workers: N bytes per chunk (default: $CHUNKSUM_CHUNK_BYTES)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -156,21 +172,11 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_worker(args: argparse.Namespace, settings: Settings, *, jobs: Sequence[Any] = ()) -> int:
-    """Run a worker with `chunksum worker`'s options until it is stopped.
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run `chunksum worker` with ``args`` (see :func:`add_worker_options`) until stopped."""
+    from app.worker.serve import serve  # imported here: only a worker loads job code
 
-    Args:
-        jobs: arq functions to register beside ``sum_chunk`` (the bench's slow chunk).
-    """
-    # imported here, not at the top: only a worker loads job code (the client never does)
-    from app import logs, metrics
-    from app.worker import worker_settings
-    from app.worker.chunksum_worker import ChunksumWorker
-
-    logs.configure(args.log_level, args.log_format)
-    if args.metrics_port is not None:
-        metrics.serve(args.metrics_port, args.metrics_host)
-    ChunksumWorker(**worker_settings(settings, jobs=jobs), burst=args.burst).run()
+    serve(settings, args)
     return 0
 
 
@@ -187,8 +193,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
+    if args.chunk_bytes is not None:
+        settings = replace(settings, chunk_bytes=args.chunk_bytes)
     with (
-        read_numbers(args.range, args.file) as numbers,
+        _numbers(args) as numbers,
         display.chunk_progress(show_progress) as progress,
     ):
         result = _call(
@@ -203,6 +211,14 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         )
     display.print_result(result, as_json=args.json)
     return 0
+
+
+def _numbers(args: argparse.Namespace) -> contextlib.AbstractContextManager[Numbers | TextFile]:
+    """The numbers to sum: a file the workers read themselves if they see it (``--shared``,
+    and always for `run`'s local workers), else numbers this process reads and sends."""
+    if args.shared and args.file not in (None, "-"):
+        return contextlib.nullcontext(TextFile(args.file))
+    return read_numbers(args.range, args.file)
 
 
 def _call(settings: Settings, method: Callable[[Client], Awaitable[T]]) -> T:
@@ -247,18 +263,9 @@ def _workers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn  # imported here: only the dashboard serves HTTP
+    from app.dashboard import serve  # imported here: only the dashboard serves HTTP
 
-    from app.dashboard import create_app
-
-    mode = "cancelling allowed with the token" if settings.dashboard_token else "read-only"
-    print(f"chunksum dashboard on http://{args.host}:{args.port}/ ({mode})", file=sys.stderr)
-    uvicorn.run(
-        create_app(settings, token=settings.dashboard_token),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-    )
+    serve(settings, host=args.host, port=args.port)
     return 0
 
 

@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import itertools
 import json
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -169,3 +170,13 @@ def _rates(history: deque[tuple[float, int]]) -> list[list[float]]:
         for (t0, done0), (t1, done1) in itertools.pairwise(history)
         if t1 > t0
     ]
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    """Serve the dashboard on ``host``:``port`` until interrupted (`chunksum dashboard`)."""
+    import uvicorn  # imported here: the app alone (tests) needs no server
+
+    mode = "cancelling allowed with the token" if settings.dashboard_token else "read-only"
+    print(f"chunksum dashboard on http://{host}:{port}/ ({mode})", file=sys.stderr)
+    app = create_app(settings, token=settings.dashboard_token)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -21,6 +21,11 @@ class InvalidNumberError(ChunksumError, TypeError):
         self.position = position
 
 
+class FileInputError(ChunksumError, ValueError):
+    """A worker can't sum its range of a file: the file is gone, changed, or holds a line
+    that is not a number (the message names the file and the line)."""
+
+
 class PayloadError(ChunksumError, ValueError):
     """A chunk payload read from Redis is malformed; the worker refuses it."""
 

@@ -13,13 +13,14 @@ from app.exact import parse_total
 _INT = re.compile(r"[+-]?\d+(?:_\d+)*")
 
 
-def parse_lines(lines: Iterable[str], source: str) -> Iterator[int | float]:
+def parse_lines(lines: Iterable[str], source: str, *, first_line: int = 1) -> Iterator[int | float]:
     """Yield one number per non-blank line, lazily: ints stay exact ints, others are floats.
 
     Args:
         source: names the input in errors, e.g. a file path or ``<stdin>``.
+        first_line: the number of the first line in ``source`` (a block read from the middle).
     """
-    for line_number, line in enumerate(lines, 1):
+    for line_number, line in enumerate(lines, first_line):
         text = line.strip()
         if not text:
             continue

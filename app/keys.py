@@ -34,6 +34,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 
 DEFAULT_PREFIX = "chunksum"
 SUM_CHUNK_JOB = "sum_chunk"
+SUM_RANGE_JOB = "sum_range"  # a byte range of a file the workers read themselves
 
 
 @dataclass(frozen=True, slots=True)

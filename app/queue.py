@@ -59,15 +59,19 @@ class ChunkQueue:
         )
 
     def add(
-        self, pipe: Any, run_id: str, index: int, parts: list[codec.Part], job: ChunkJob
+        self, pipe: Any, run_id: str, index: int, chunk: Mapping[str, Any], job: ChunkJob
     ) -> int:
         """Add to ``pipe`` the commands that enqueue chunk ``index``; return its size in bytes.
+
+        Args:
+            chunk: the chunk's own job arguments: its packed numbers (``parts``), or where
+                they are (a file's byte range).
 
         Raises:
             ChunkingError: the encoded job is over ``max_chunk_bytes``.
         """
         now_ms = int(time.time() * 1000)
-        kwargs = {**job.kwargs, "run_id": run_id, "index": index, "parts": parts}
+        kwargs = {**job.kwargs, **chunk, "run_id": run_id, "index": index}
         data = serialize_job(job.name, (), kwargs, None, now_ms, serializer=codec.dumps)
         if len(data) > self.max_chunk_bytes:
             raise ChunkingError(

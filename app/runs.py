@@ -180,14 +180,15 @@ class RunStore:
         pipe.eval(scripts.source("seal"), len(keys), *keys, chunks, count_arg)
 
     async def record(
-        self, run_id: str, index: int, partial: ExactSum, *, seconds: float = 0.0
+        self, run_id: str, index: int, partial: ExactSum, *, count: int, seconds: float = 0.0
     ) -> Recorded:
         """Record chunk ``index``'s partial once; say what that did (see :class:`Recorded`).
 
         Args:
+            count: how many numbers the chunk held (a file's ranges are counted by workers).
             seconds: how long the chunk took, for the run's chunk timings.
         """
-        entry = codec.dumps([index, partial.to_wire()])
+        entry = codec.dumps([index, partial.to_wire(), count])
         args: list[str | int | bytes] = [self._ttl, index, entry, _now(), f"{seconds:.6f}"]
         return Recorded(await self._record(keys=self.keys.run_keys(run_id), args=args))
 
@@ -210,12 +211,15 @@ class RunStore:
             return EndResult.MISSING
         if enqueued is None or len(entries) != int(enqueued):  # ended meanwhile: partials gone
             return EndResult(status.decode())
-        total = ExactSum()
+        total, counted = ExactSum(), 0
         for entry in entries:
-            _, wire = codec.loads(entry)
+            _, wire, chunk_count = codec.loads(entry)
             total += ExactSum.from_wire(wire)
+            counted += chunk_count
+        # the submitter stored the count at the seal if it knew it (not for a file's ranges)
+        count = int(count) if count else counted
         return await self.finish(
-            run_id, total, count=int(count or 0), chunks=int(enqueued), inbox_entry=FINALISED
+            run_id, total, count=count, chunks=int(enqueued), inbox_entry=FINALISED
         )
 
     async def finish(

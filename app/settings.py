@@ -22,6 +22,7 @@ class Settings:
     redis_ca_file: str | None = None
     key_prefix: str = DEFAULT_PREFIX
     chunk_size: int = 65_536
+    chunk_bytes: int = 8 << 20  # a file's byte range per chunk, when it is read by reference
     max_in_flight: int = 64
     result_ttl_s: float | None = 86_400.0
     job_timeout_s: float = 300.0
@@ -37,7 +38,13 @@ class Settings:
     dashboard_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("chunk_size", "max_in_flight", "worker_max_jobs", "max_chunk_bytes"):
+        for name in (
+            "chunk_size",
+            "chunk_bytes",
+            "max_in_flight",
+            "worker_max_jobs",
+            "max_chunk_bytes",
+        ):
             _check_positive(name, getattr(self, name))
         for name in ("job_timeout_s", "worker_poll_s", "lease_s", "submitter_lease_s"):
             _check_positive(name, getattr(self, name))
@@ -94,6 +101,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_ca_file": _optional_text,
     "key_prefix": str,
     "chunk_size": int,
+    "chunk_bytes": int,
     "max_in_flight": int,
     "result_ttl_s": _optional_ttl,
     "job_timeout_s": float,

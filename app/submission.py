@@ -11,15 +11,17 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
 from app import codec
 from app.chunking import Chunk, Numbers, plan
 from app.connection import LOST_REDIS, Backoff
-from app.errors import RedisUnavailableError, RunFailedError, RunTimeoutError
+from app.errors import ChunkingError, RedisUnavailableError, RunFailedError, RunTimeoutError
 from app.exact import ExactSum
+from app.files import ByteRange, TextFile, plan_ranges, range_job
+from app.keys import SUM_RANGE_JOB
 from app.lease import Lease
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
@@ -71,6 +73,20 @@ def lost_chunks(
     return [index for index, job, partial in found if not job and partial is None]
 
 
+def _file_plan(
+    source: TextFile, chunks: int | None, chunk_size: int | None, settings: Settings
+) -> tuple[int, Iterator[ByteRange], ChunkJob]:
+    """Plan a file read by reference: its byte ranges, and the job that sums each."""
+    if chunk_size is not None:
+        raise ChunkingError(
+            f"chunk_size={chunk_size} counts numbers, but a file read by reference is cut "
+            "into byte ranges: pass chunks= or set CHUNKSUM_CHUNK_BYTES"
+        )
+    stamp = source.stamp()
+    ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=settings.chunk_bytes)
+    return len(ranges), iter(ranges), ChunkJob(SUM_RANGE_JOB, range_job(source.path, stamp))
+
+
 class Submission:
     """The submitter's side of one run, from the first chunk enqueued to the stored total.
 
@@ -84,7 +100,7 @@ class Submission:
         queue: ChunkQueue,
         runs: RunStore,
         settings: Settings,
-        numbers: Numbers,
+        numbers: Numbers | TextFile,
         *,
         chunks: int | None = None,
         chunk_size: int | None = None,
@@ -92,21 +108,27 @@ class Submission:
         on_progress: Progress | None = None,
         job: ChunkJob | None = None,
     ) -> None:
-        planned = plan(
-            numbers, chunks=chunks, chunk_size=chunk_size, default_size=settings.chunk_size
-        )
         self.queue, self.runs, self.settings = queue, runs, settings
         self.redis = runs.redis  # the connection the run's writes go through
         self.run_id = uuid.uuid4().hex
-        self.chunks = planned.chunks  # None while a stream's length is unknown
-        self._items = planned.items
+        self._job = job or ChunkJob()
+        # a file's numbers are counted by the workers that read them
+        self._counted_by_workers = isinstance(numbers, TextFile)
+        self.chunks: int | None  # None while a stream's length is unknown
+        self._items: Iterator[Chunk | ByteRange]
+        if isinstance(numbers, TextFile):
+            self.chunks, self._items, self._job = _file_plan(numbers, chunks, chunk_size, settings)
+        else:
+            planned = plan(
+                numbers, chunks=chunks, chunk_size=chunk_size, default_size=settings.chunk_size
+            )
+            self.chunks, self._items = planned.chunks, planned.items  # chunks None: a stream
         self._timeout_s = timeout
         self._deadline: float | None = None  # set as the run starts
         self._on_progress = on_progress
-        self._job = job or ChunkJob()
         self._pending: set[int] = set()
         self._total = ExactSum()
-        self._count = self._sent = self._done = 0
+        self._count = self._sent = self._done = 0  # numbers: at enqueue, or from the workers
         self._backoff = Backoff("submitter")
         self._created = False  # the run hash is in Redis
         self._finalised: RunStatus | None = None  # the run as a worker ended it, total and all
@@ -132,10 +154,11 @@ class Submission:
             await sender.stop()
         # a worker that finalised the run read every partial; this submitter may have missed
         # some that left the inbox with it (both totals are exact: the stored one is whole)
-        stored = None if self._finalised is None else self._finalised.total
-        total = self._total.value() if stored is None else stored
+        total, count = self._total.value(), self._count
+        if self._finalised is not None and self._finalised.total is not None:
+            total, count = self._finalised.total, self._finalised.count or count
         elapsed_s = time.perf_counter() - started
-        return RunResult(self.run_id, total, self._count, self._sent, elapsed_s)
+        return RunResult(self.run_id, total, count, self._sent, elapsed_s)
 
     async def _finish(self) -> None:
         ended = await self.runs.finish(
@@ -180,16 +203,20 @@ class Submission:
                 size, indexes, started = 0, [], time.monotonic()
         exhausted = count < wanted or self._sent == self.chunks
         if exhausted:
-            self.runs.add_seal(pipe, self.run_id, chunks=self._sent, count=self._count)
+            numbers = None if self._counted_by_workers else self._count
+            self.runs.add_seal(pipe, self.run_id, chunks=self._sent, count=numbers)
         if indexes or exhausted or not self._created:
             await self._flush(pipe, indexes)
         return exhausted
 
-    def _add(self, pipe: Any, chunk: Chunk) -> int:
-        parts = codec.encode_chunk(chunk.values, chunk.offset)
-        size = self.queue.add(pipe, self.run_id, chunk.index, parts, self._job)
+    def _add(self, pipe: Any, chunk: Chunk | ByteRange) -> int:
+        if isinstance(chunk, ByteRange):  # the worker reads its numbers, and counts them
+            own: dict[str, Any] = {"offset": chunk.offset, "length": chunk.length}
+        else:
+            own = {"parts": codec.encode_chunk(chunk.values, chunk.offset)}
+            self._count += len(chunk.values)
+        size = self.queue.add(pipe, self.run_id, chunk.index, own, self._job)
         self._pending.add(chunk.index)
-        self._count += len(chunk.values)
         self._sent += 1
         return size
 
@@ -224,10 +251,12 @@ class Submission:
         match codec.loads(entry):
             case [int(), None, str() as error]:
                 raise RunFailedError(f"run {self.run_id} failed: {error}", run_id=self.run_id)
-            case [int() as index, wire] if index in self._pending:
+            case [int() as index, wire, int() as count] if index in self._pending:
                 self._pending.remove(index)
                 self._total += ExactSum.from_wire(wire)
                 self._done += 1
+                if self._counted_by_workers:
+                    self._count += count
             case ["finalised"]:
                 return False
         return True

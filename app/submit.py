@@ -23,6 +23,7 @@ from app.errors import (
     RunNotDoneError,
     WaitTimeoutError,
 )
+from app.files import TextFile
 from app.heartbeat import WorkerInfo, live_workers
 from app.keys import Keys
 from app.queue import ChunkQueue
@@ -80,7 +81,7 @@ class Client:
 
     async def submit(
         self,
-        numbers: Numbers,
+        numbers: Numbers | TextFile,
         *,
         chunks: int | None = None,
         chunk_size: int | None = None,
@@ -182,7 +183,7 @@ class Client:
 
 
 async def submit(
-    numbers: Numbers,
+    numbers: Numbers | TextFile,
     *,
     chunks: int | None = None,
     chunk_size: int | None = None,
@@ -195,8 +196,9 @@ async def submit(
 
     Args:
         numbers: ints and/or floats: a list, tuple, range, NumPy array, or any iterable;
-            iterables without a length are streamed, never held in memory in full.
-        chunks: how many chunks to split a sized input into (balanced sizes).
+            iterables without a length are streamed, never held in memory in full. Or a
+            ``TextFile``: a file the workers read themselves, in byte ranges.
+        chunks: how many chunks to split a sized input (or a file) into (balanced sizes).
         chunk_size: how many numbers per chunk; default ``CHUNKSUM_CHUNK_SIZE``.
         timeout: seconds to wait for the whole run; then RunTimeoutError, and the run is
             marked failed and its queued jobs removed. None waits as long as it takes.

@@ -14,6 +14,7 @@ from arq.worker import Retry
 from app import codec
 from app.connection import LOST_REDIS
 from app.errors import PayloadError
+from app.exact import ExactSum
 from app.metrics import CHUNK_SECONDS, DONE, DUPLICATE, FAILED, NUMBERS, RETRIED
 from app.queue import ChunkQueue
 from app.runs import EndResult, Recorded, RunStore
@@ -50,17 +51,29 @@ async def sum_chunk(ctx: dict[str, Any], *, run_id: str, index: int, parts: obje
     try:
         partial = codec.sum_parts(parts)
     except PayloadError as exc:
-        FAILED.inc()
-        await runs.fail_chunk(run_id, index, f"chunk {index} can't be summed: {exc}")
+        await fail(runs, run_id, index, f"chunk {index} can't be summed: {exc}")
         raise
     except Exception as exc:
-        await _retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
+        await retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
         raise
+    count = codec.count_parts(cast(list[codec.Part], parts))
+    return await record(ctx, run_id, index, partial, count, started)
+
+
+async def record(
+    ctx: dict[str, Any], run_id: str, index: int, partial: ExactSum, count: int, started: float
+) -> bool:
+    """Record a summed chunk's partial for its run (finalising or abandoning the run if that
+    is what recording it says); return False if the run already had it.
+
+    Args:
+        started: ``time.perf_counter()`` as the chunk's job started.
+    """
+    runs: RunStore = ctx[RUNS]
     tries = ctx.get("job_try", 1)
     try:
         took_s = time.perf_counter() - started
-        recorded = await runs.record(run_id, index, partial, seconds=took_s)
-        count = codec.count_parts(cast(list[codec.Part], parts))
+        recorded = await runs.record(run_id, index, partial, count=count, seconds=took_s)
         _account(ctx, run_id, index, count, took_s, recorded)
         if recorded is Recorded.LAST:
             await _finalise_unless_ended(ctx, runs, run_id)
@@ -72,6 +85,12 @@ async def sum_chunk(ctx: dict[str, Any], *, run_id: str, index: int, parts: obje
         RETRIED.inc()
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
     return recorded is not Recorded.NOTHING
+
+
+async def fail(runs: RunStore, run_id: str, index: int, message: str) -> None:
+    """Fail the run because chunk ``index`` can't be summed, however often it is tried."""
+    FAILED.inc()
+    await runs.fail_chunk(run_id, index, message)
 
 
 async def _finalise_unless_ended(ctx: dict[str, Any], runs: RunStore, run_id: str) -> None:
@@ -109,7 +128,7 @@ def _account(
         run_ends.tally(run_id, count, took_s)
 
 
-async def _retry_or_fail(
+async def retry_or_fail(
     runs: RunStore, run_id: str, index: int, tries: int, exc: Exception
 ) -> None:
     """Retry a chunk that failed unexpectedly, with backoff; after CHUNK_TRIES, fail the run."""
@@ -117,6 +136,6 @@ async def _retry_or_fail(
         RETRIED.inc()
         await runs.note_retry(run_id)
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
-    FAILED.inc()
-    message = f"chunk {index} failed {tries} times on the workers, last with {exc!r}"
-    await runs.fail_chunk(run_id, index, message)
+    await fail(
+        runs, run_id, index, f"chunk {index} failed {tries} times on the workers, last with {exc!r}"
+    )

@@ -412,3 +412,19 @@ async def test_ctrl_c_on_submit_cancels_the_run(settings: Settings, client: Clie
     run = await client.status(run_id)
     assert (run.status, run.total) == ("cancelled", None)
     assert await client.redis.zcard(client.keys.queue) == 0
+
+
+@pytest.mark.usefixtures("cli_worker")
+def test_submit_shared_file_is_read_by_the_workers(
+    cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`submit --file PATH --shared` has the workers read the file in byte ranges
+    (--chunk-bytes), exactly, counting its numbers."""
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("".join(f"{i}\n" for i in range(-500, 2000)) + f"{2**70}\n")
+    args = ("submit", "--file", str(numbers), "--shared", "--chunk-bytes", "1000", "--json")
+    assert run_main(*args, "--timeout", "30", settings=cli_settings) == 0
+    submitted = json.loads(capsys.readouterr().out)
+    expected = sum(range(-500, 2000)) + 2**70
+    assert (submitted["total"], submitted["count"]) == (str(expected), 2501)
+    assert submitted["chunks"] == -(-numbers.stat().st_size // 1000)

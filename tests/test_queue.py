@@ -30,7 +30,7 @@ async def enqueue(redis: ArqRedis, queue: ChunkQueue, run_id: str, indexes: rang
     """Enqueue chunks ``indexes`` of a run, each holding its own index."""
     async with redis.pipeline(transaction=False) as pipe:
         for index in indexes:
-            queue.add(pipe, run_id, index, codec.encode_chunk([index], 0), ChunkJob())
+            queue.add(pipe, run_id, index, {"parts": codec.encode_chunk([index], 0)}, ChunkJob())
         await pipe.execute()
 
 
@@ -39,7 +39,7 @@ async def test_add_writes_an_arq_job_and_queues_it(queue: ChunkQueue, redis: Arq
     a job of another name carries that job's own arguments too."""
     async with redis.pipeline(transaction=False) as pipe:
         parts = codec.encode_chunk([1, 2], 0)
-        queue.add(pipe, RUN, 3, parts, ChunkJob("slow", {"io_s": 0.5}))
+        queue.add(pipe, RUN, 3, {"parts": parts}, ChunkJob("slow", {"io_s": 0.5}))
         await pipe.execute()
     data = await redis.get(arq_job_key(job_id(RUN, 3)))
     assert data is not None
@@ -55,7 +55,9 @@ async def test_a_chunk_over_the_size_limit_is_refused(redis: ArqRedis) -> None:
     """An encoded job over max_chunk_bytes raises ChunkingError naming the setting."""
     queue = ChunkQueue(redis, KEYS, job_ttl_s=60, max_chunk_bytes=100)
     with pytest.raises(ChunkingError, match="CHUNKSUM_MAX_CHUNK_BYTES=100"):
-        queue.add(redis.pipeline(), RUN, 0, codec.encode_chunk(list(range(100)), 0), ChunkJob())
+        queue.add(
+            redis.pipeline(), RUN, 0, {"parts": codec.encode_chunk(list(range(100)), 0)}, ChunkJob()
+        )
 
 
 async def test_remove_takes_only_the_given_chunks(queue: ChunkQueue, redis: ArqRedis) -> None:
@@ -108,7 +110,7 @@ async def test_lost_chunks_have_neither_job_nor_partial(queue: ChunkQueue, redis
     runs = RunStore(redis, KEYS, ttl_s=None)
     await create_run(runs, RUN, chunks=3)
     await enqueue(redis, queue, RUN, range(1))
-    await runs.record(RUN, 1, ExactSum.of_ints(np.array([5])))
+    await runs.record(RUN, 1, ExactSum.of_ints(np.array([5])), count=1)
 
     async def lost(run_id: str, indexes: list[int]) -> list[int]:
         jobs = await queue.exist(run_id, indexes)

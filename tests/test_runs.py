@@ -75,13 +75,16 @@ async def test_last_partial_of_a_sealed_run_finalises_it(store: RunStore, redis:
     """The last partial of a sealed run says so; finalise then writes the exact total and
     count from the stored partials, once: the submitter's own finish finds the run done."""
     await start_sending(store, redis)
-    assert await store.record(RUN, 0, ExactSum.of_floats(np.array([0.1]))) is Recorded.RECORDED
+    assert (
+        await store.record(RUN, 0, ExactSum.of_floats(np.array([0.1])), count=1)
+        is Recorded.RECORDED
+    )
     async with redis.pipeline(transaction=True) as pipe:
         store.add_seal(pipe, RUN, chunks=2, count=3)
         await pipe.execute()
     assert not await redis.exists(KEYS.sender(RUN))
     partial = ExactSum.of_floats(np.array([0.2, 0.3]))
-    assert await store.record(RUN, 1, partial) is Recorded.LAST
+    assert await store.record(RUN, 1, partial, count=1) is Recorded.LAST
     assert await store.finalise(RUN) is EndResult.ENDED
     run = await store.read(RUN)
     exact = math.fsum([0.1, 0.2, 0.3])
@@ -97,7 +100,7 @@ async def test_partial_after_the_sender_lease_lapsed_abandons_the_run(
     abandon fails the run with a reason."""
     await start_sending(store, redis)
     await redis.delete(KEYS.sender(RUN))  # the lease lapsed
-    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.ABANDONED
+    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1) is Recorded.ABANDONED
     assert await store.abandon(RUN) is EndResult.ENDED
     run = await store.read(RUN)
     assert run.status == "failed"
@@ -124,9 +127,9 @@ async def test_record_counts_a_chunk_once(store: RunStore, redis: ArqRedis) -> N
     """Recording the same chunk twice counts it and pushes it to the inbox once."""
     await create_run(store, RUN, chunks=3)
     partial = ExactSum.of(5, -1, 1)
-    assert await store.record(RUN, 0, partial) is Recorded.RECORDED
-    assert await store.record(RUN, 0, ExactSum.of(7, 0, 0)) is Recorded.NOTHING
-    assert await inbox(redis) == [[0, partial.to_wire()]]
+    assert await store.record(RUN, 0, partial, count=1) is Recorded.RECORDED
+    assert await store.record(RUN, 0, ExactSum.of(7, 0, 0), count=1) is Recorded.NOTHING
+    assert await inbox(redis) == [[0, partial.to_wire(), 1]]
     assert await settle(redis.hlen(KEYS.partials(RUN))) == 1
     run = await store.read(RUN)
     assert (run.status, run.done_chunks) == ("running", 1)
@@ -135,10 +138,10 @@ async def test_record_counts_a_chunk_once(store: RunStore, redis: ArqRedis) -> N
 async def test_record_moves_queued_to_running(store: RunStore, redis: ArqRedis) -> None:
     """The first partial moves the run to running and stamps started_at; later ones count up."""
     await create_run(store, RUN, chunks=3)
-    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1)
     started_at = await settle(redis.hget(KEYS.run(RUN), "started_at"))
     assert started_at is not None
-    await store.record(RUN, 2, ExactSum.of(2**70 + 1, 0, 0))
+    await store.record(RUN, 2, ExactSum.of(2**70 + 1, 0, 0), count=1)
     run = await store.read(RUN)
     assert (run.status, run.done_chunks) == ("running", 2)
     assert await settle(redis.hget(KEYS.run(RUN), "started_at")) == started_at
@@ -150,15 +153,15 @@ async def test_record_moves_queued_to_running(store: RunStore, redis: ArqRedis) 
 
 async def test_record_refuses_an_unknown_run(store: RunStore, redis: ArqRedis) -> None:
     """A partial for a run that doesn't exist (or has expired) is refused and stores nothing."""
-    assert await store.record("nope", 0, ExactSum.of(1, 0, 0)) is Recorded.NOTHING
+    assert await store.record("nope", 0, ExactSum.of(1, 0, 0), count=1) is Recorded.NOTHING
     assert await redis.keys("*") == []
 
 
 async def test_finish_writes_the_total_once(store: RunStore, redis: ArqRedis) -> None:
     """finish writes total, type, count and chunks, and deletes the partials and the inbox."""
     await create_run(store, RUN, chunks=2)
-    await store.record(RUN, 0, ExactSum.of(3, 0, 0))
-    await store.record(RUN, 1, ExactSum.of(4, 0, 0))
+    await store.record(RUN, 0, ExactSum.of(3, 0, 0), count=1)
+    await store.record(RUN, 1, ExactSum.of(4, 0, 0), count=1)
     assert await store.finish(RUN, ExactSum.of(7, 0, 0), count=10, chunks=2) is EndResult.ENDED
     fields = await settle(redis.hgetall(KEYS.run(RUN)))
     assert fields[b"total"] == b"7"
@@ -212,9 +215,9 @@ async def test_totals_keep_their_type_and_value(store: RunStore, total: ExactSum
 async def test_records_after_the_run_ended_are_refused(store: RunStore, redis: ArqRedis) -> None:
     """Once a run is done, a late partial is refused and leaves no partials or inbox behind."""
     await create_run(store, RUN, chunks=2)
-    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1)
     await store.finish(RUN, ExactSum.of(1, 0, 0), count=1, chunks=1)
-    assert await store.record(RUN, 1, ExactSum.of(5, 0, 0)) is Recorded.NOTHING
+    assert await store.record(RUN, 1, ExactSum.of(5, 0, 0), count=1) is Recorded.NOTHING
     assert not await redis.exists(KEYS.partials(RUN), KEYS.inbox(RUN))
     assert (await store.read(RUN)).done_chunks == 1
 
@@ -224,7 +227,7 @@ async def test_records_after_failure_or_cancel_are_refused(store: RunStore, stat
     """A failed or cancelled run accepts no more partials."""
     await create_run(store, RUN, chunks=2)
     assert await store.end(RUN, status, error="stop") is EndResult.ENDED
-    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.NOTHING
+    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1) is Recorded.NOTHING
     run = await store.read(RUN)
     assert (run.status, run.error, run.done_chunks) == (status, "stop", 0)
 
@@ -232,8 +235,8 @@ async def test_records_after_failure_or_cancel_are_refused(store: RunStore, stat
 async def test_fail_chunk_marks_the_run_failed(store: RunStore, redis: ArqRedis) -> None:
     """fail_chunk fails the run with the error and leaves exactly one failure entry in the inbox."""
     await create_run(store, RUN, chunks=3)
-    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
-    await store.record(RUN, 1, ExactSum.of(2, 0, 0))
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1)
+    await store.record(RUN, 1, ExactSum.of(2, 0, 0), count=1)
     await store.fail_chunk(RUN, 2, "chunk 2 can't be summed: bad part")
     run = await store.read(RUN)
     assert (run.status, run.error) == ("failed", "chunk 2 can't be summed: bad part")
@@ -255,7 +258,7 @@ async def test_ttls_are_set_when_configured(store: RunStore, redis: ArqRedis) ->
     """With ttl_s, the run, partials and inbox expire within ceil(ttl_s) seconds."""
     await create_run(store, RUN, chunks=2)
     assert 0 < await redis.ttl(KEYS.run(RUN)) <= 101
-    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1)
     for key in (KEYS.run(RUN), KEYS.partials(RUN), KEYS.inbox(RUN)):  # not the sender's
         assert 0 < await redis.ttl(key) <= 101, key
     await store.fail_chunk(RUN, 1, "boom")
@@ -275,7 +278,7 @@ async def test_no_ttls_without_ttl_s(store_without_ttl: RunStore, redis: ArqRedi
     """With ttl_s None, no key of the run expires."""
     store = store_without_ttl
     await create_run(store, RUN, chunks=2)
-    await store.record(RUN, 0, ExactSum.of(1, 0, 0))
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1)
     for key in (KEYS.run(RUN), KEYS.partials(RUN), KEYS.inbox(RUN)):  # not the sender's
         assert await redis.ttl(key) == -1, key
     await store.fail_chunk(RUN, 1, "boom")
@@ -301,21 +304,23 @@ async def test_repeat_of_a_complete_runs_chunk_finalises_it(store: RunStore) -> 
     chunk's rerun is told it is last, so that the run still ends; once it has, repeats do
     nothing."""
     await create_run(store, RUN, chunks=2, count=2)
-    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0)) is Recorded.RECORDED
-    assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.LAST  # then it died
-    assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.LAST  # the rerun
+    assert await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1) is Recorded.RECORDED
+    assert (
+        await store.record(RUN, 1, ExactSum.of(2, 0, 0), count=1) is Recorded.LAST
+    )  # then it died
+    assert await store.record(RUN, 1, ExactSum.of(2, 0, 0), count=1) is Recorded.LAST  # the rerun
     assert await store.finalise(RUN) is EndResult.ENDED
     assert (await store.read(RUN)).total == 3
-    assert await store.record(RUN, 1, ExactSum.of(2, 0, 0)) is Recorded.NOTHING
+    assert await store.record(RUN, 1, ExactSum.of(2, 0, 0), count=1) is Recorded.NOTHING
 
 
 async def test_chunk_timings_and_retries_add_up(store: RunStore) -> None:
     """A run sums its chunks' seconds and keeps the longest; retries count while it is
     active, and not after."""
     await create_run(store, RUN, chunks=3)
-    await store.record(RUN, 0, ExactSum.of(1, 0, 0), seconds=0.25)
-    await store.record(RUN, 1, ExactSum.of(1, 0, 0), seconds=1.5)
-    await store.record(RUN, 1, ExactSum.of(1, 0, 0), seconds=9.0)  # a repeat: not counted
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1, seconds=0.25)
+    await store.record(RUN, 1, ExactSum.of(1, 0, 0), count=1, seconds=1.5)
+    await store.record(RUN, 1, ExactSum.of(1, 0, 0), count=1, seconds=9.0)  # a repeat: not counted
     await store.note_retry(RUN)
     run = await store.read(RUN)
     assert (run.chunk_seconds, run.chunk_seconds_max, run.retried_chunks) == (1.75, 1.5, 1)
@@ -329,7 +334,7 @@ async def test_snapshot_reads_status_and_partials_together(
 ) -> None:
     """snapshot returns the run's status and, per chunk, its recorded partial or None."""
     await create_run(store, RUN, chunks=3)
-    await store.record(RUN, 1, ExactSum.of_ints(np.array([5])))
+    await store.record(RUN, 1, ExactSum.of_ints(np.array([5])), count=1)
     status, partials = await store.snapshot(RUN, [0, 1, 2])
     assert status is Status.RUNNING
     assert [entry is not None for entry in partials] == [False, True, False]

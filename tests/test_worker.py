@@ -20,7 +20,7 @@ from arq.worker import Worker
 from app import codec
 from app.errors import PayloadError, RunFailedError
 from app.exact import ExactSum
-from app.keys import SUM_CHUNK_JOB, Keys, arq_in_progress_key, arq_job_key, job_id
+from app.keys import SUM_CHUNK_JOB, SUM_RANGE_JOB, Keys, arq_in_progress_key, arq_job_key, job_id
 from app.runs import EndResult, RunStore, Status
 from app.settings import Settings
 from app.submit import Client
@@ -157,7 +157,7 @@ async def test_stale_entry_of_a_summed_chunk_fails_nothing(
     re-add one after another worker finished the chunk) expires without failing the run."""
     run_id = uuid.uuid4().hex
     await create_run(runs, run_id, chunks=2)
-    await runs.record(run_id, 1, ExactSum.of_ints(np.array([7])))
+    await runs.record(run_id, 1, ExactSum.of_ints(np.array([7])), count=1)
     await redis.zadd(keys.queue, {job_id(run_id, 1): now_ms()})  # no job record behind it
     worker = await run_burst(settings)
     assert worker.jobs_failed == 1  # arq's "job expired"
@@ -251,9 +251,10 @@ async def assert_recorded_once(
     status = await runs.read(run_id)
     assert (status.status, status.done_chunks) == ("running", 1)
     assert list(await read_hash(redis, keys.partials(run_id))) == [str(index).encode()]
-    [[recorded_index, wire]] = await inbox_entries(redis, keys, run_id)
+    [[recorded_index, wire, count]] = await inbox_entries(redis, keys, run_id)
     assert recorded_index == index
     assert ExactSum.from_wire(wire).value() == total
+    assert count > 0
 
 
 @pytest.mark.parametrize("status", [Status.DONE, Status.FAILED, Status.CANCELLED, None])
@@ -342,7 +343,7 @@ def test_worker_settings_module_is_what_arq_needs() -> None:
     assert {"functions", "queue_name", "redis_settings", "job_deserializer"} <= set(settings)
     own: Settings = settings["ctx"]["settings"]
     assert settings["queue_name"] == Keys(own.key_prefix).queue
-    assert [function.name for function in settings["functions"]] == [SUM_CHUNK_JOB]
+    assert [function.name for function in settings["functions"]] == [SUM_CHUNK_JOB, SUM_RANGE_JOB]
     assert settings["job_deserializer"] is codec.loads
 
 

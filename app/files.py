@@ -1,0 +1,208 @@
+"""Text files summed by reference: the workers read and parse their own byte ranges.
+
+The submitter only stats the file and enqueues one job per byte range (``TextFile``); each
+worker opens the file, reads its range, parses and sums it (``sum_range``), and no number
+passes through the submitter or Redis. As in Hadoop's ``LineRecordReader``, a range owns
+the lines that *start* inside it: its reader skips the partial line at the range's start
+(the previous range's reader finishes it) and reads on past the range's end to the end
+of its own last line. Every line is summed once, whatever the ranges.
+
+Lines are parsed by pyarrow's CSV reader (one column, no quoting), as int64 or else as
+float64, and summed exactly; a block that neither parses exactly (ints past int64,
+underscores, signs pyarrow refuses, a line that is not a number) falls back to the same
+line parser as streamed input (``app.inputs.parse_lines``), which keeps every int exact
+and names a bad line by its number in the whole file.
+"""
+
+import io
+import itertools
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app import codec
+from app.errors import ChunkingError, FileInputError, InvalidNumberError, SettingsError
+from app.exact import ExactSum
+from app.inputs import parse_lines
+
+SCAN_BYTES = 1 << 16  # read ahead this much at a time to find a line's end
+FLOAT_MARKS = (b".", b"e", b"E", b"n", b"N")  # some float's text has one: 1.5, 1e9, nan, inf
+FLOAT_EXACT_INT = 2.0**53  # float64 holds every int up to here; beyond, a float parse rounds
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What the submitter saw of a file; a worker that sees otherwise fails the run."""
+
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """Chunk ``index`` of a file: the lines that start in ``[offset, offset + length)``."""
+
+    index: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextFile:
+    """A text file of one number per line, read by the workers themselves (by reference).
+
+    The workers must see ``path`` as the submitter does: the same machine (as with
+    `chunksum run`), or the same path on a shared filesystem.
+    """
+
+    path: str
+
+    def stamp(self) -> FileStamp:
+        """Return the file's size and modification time; raise SettingsError if it is not
+        a readable regular file."""
+        try:
+            info = os.stat(self.path)
+            if not stat.S_ISREG(info.st_mode):
+                raise SettingsError(f"{self.path!r} is not a regular file; give a text file")
+            os.close(os.open(self.path, os.O_RDONLY))
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot read {self.path!r} ({exc.strerror}); give a readable text file"
+            ) from exc
+        return FileStamp(info.st_size, info.st_mtime_ns)
+
+
+def plan_ranges(size: int, *, chunks: int | None, chunk_bytes: int) -> list[ByteRange]:
+    """Cut ``size`` bytes into ``chunks`` equal ranges, or ranges of ``chunk_bytes``."""
+    if chunks is not None and chunks < 1:
+        raise ChunkingError(f"chunks must be at least 1, got {chunks}")
+    if size == 0:
+        return []
+    count = min(chunks, size) if chunks is not None else -(-size // chunk_bytes)
+    edges = [size * i // count for i in range(count + 1)]
+    return [
+        ByteRange(index, start, stop - start)
+        for index, (start, stop) in enumerate(itertools.pairwise(edges))
+    ]
+
+
+def range_job(path: str, stamp: FileStamp) -> dict[str, Any]:
+    """Return the job arguments every range of the file shares (see jobs.files): the path is
+    absolute, as workers started elsewhere need it."""
+    return {"path": os.path.abspath(path), "size": stamp.size, "mtime_ns": stamp.mtime_ns}
+
+
+def sum_range(path: str, offset: int, length: int, stamp: FileStamp) -> tuple[ExactSum, int]:
+    """Read the lines that start in ``[offset, offset + length)`` of the file at ``path``;
+    return their exact sum and how many numbers they hold.
+
+    Raises:
+        FileInputError: the file is gone, unreadable, changed since ``stamp``, or holds a
+            line that is not a number (named by its line number in the whole file).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise FileInputError(f"a worker cannot read {path!r} ({exc.strerror})") from exc
+    try:
+        seen = os.fstat(fd)
+        if (seen.st_size, seen.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
+            raise FileInputError(
+                f"{path!r} changed after the run was submitted (its size or modification "
+                "time differs); sum it again once it no longer changes"
+            )
+        start = offset if offset == 0 else _line_start(fd, offset - 1, stamp.size)
+        end = min(offset + length, stamp.size)
+        if end < stamp.size:
+            end = _line_start(fd, end - 1, stamp.size)
+        block = os.pread(fd, max(end - start, 0), start)
+        try:
+            return sum_lines(block, path)
+        except InvalidNumberError:  # numbered from the block's start: number it in the file
+            try:
+                sum_lines_exactly(block, path, first_line=_lines_before(fd, start) + 1)
+            except InvalidNumberError as exc:
+                raise FileInputError(str(exc)) from exc
+            raise  # pragma: no cover  # the same block fails the same way
+    finally:
+        os.close(fd)
+
+
+def sum_lines(block: bytes, source: str) -> tuple[ExactSum, int]:
+    """Sum a block of whole lines, one number each (blank lines skipped), exactly; raise
+    InvalidNumberError for a line that is not a number (numbered from the block's start)."""
+    if b"x" in block or b"X" in block:  # pyarrow reads 0x10 as 16; Python refuses it
+        return sum_lines_exactly(block, source, first_line=1)
+    if (ints := _parse_column(block, "int64")) is not None:
+        return ExactSum.of_ints(ints), ints.size
+    # as floats only if a line is one (a total of ints alone stays an int), and only if
+    # every int line is small enough for a float64 to hold it exactly
+    if any(mark in block for mark in FLOAT_MARKS):
+        floats = _parse_column(block, "float64")
+        if floats is not None and _floats_exact(floats):
+            return ExactSum.of_floats(floats), floats.size
+    return sum_lines_exactly(block, source, first_line=1)
+
+
+def sum_lines_exactly(block: bytes, source: str, *, first_line: int) -> tuple[ExactSum, int]:
+    """Sum a block of lines with the line parser of streamed input (slower, but every int
+    stays exact); raise InvalidNumberError naming a bad line by its number from
+    ``first_line``."""
+    lines = io.TextIOWrapper(io.BytesIO(block), encoding="utf-8", errors="replace", newline="")
+    numbers = list(parse_lines(lines, source, first_line=first_line))
+    if not numbers:
+        return ExactSum(), 0
+    return codec.sum_parts(codec.encode_chunk(numbers, 0)), len(numbers)
+
+
+def _parse_column(block: bytes, kind: str) -> Any:
+    """Return the block's lines as a NumPy array of ``kind``, or None if pyarrow can't
+    parse every line so (no null values: 'NaN' or '' are not numbers here)."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    read = csv.ReadOptions(column_names=["x"], use_threads=False)
+    parse = csv.ParseOptions(delimiter="\x1f", quote_char=False)
+    convert = csv.ConvertOptions(
+        column_types={"x": pa.int64() if kind == "int64" else pa.float64()},
+        null_values=[],
+        strings_can_be_null=False,
+    )
+    try:
+        column = csv.read_csv(pa.py_buffer(block), read, parse, convert).column("x")
+    except pa.ArrowInvalid:
+        return None
+    if column.null_count:
+        return None
+    return column.to_numpy()
+
+
+def _floats_exact(values: Any) -> bool:
+    """Whether a float64 parse kept every value exact: an int written past 2**53 would have
+    been rounded (a line parser keeps it an exact int), so such values go the slow way."""
+    big = np.abs(values) >= FLOAT_EXACT_INT
+    return not bool(np.any(big & (values == np.floor(values)) & np.isfinite(values)))
+
+
+def _line_start(fd: int, position: int, size: int) -> int:
+    """Return where the first line after ``position`` starts (just past the first newline
+    at or after it), or ``size`` if none follows."""
+    while position < size:
+        scanned = os.pread(fd, SCAN_BYTES, position)
+        if (newline := scanned.find(b"\n")) >= 0:
+            return position + newline + 1
+        position += len(scanned)
+    return size
+
+
+def _lines_before(fd: int, end: int) -> int:
+    """Count the newlines in the file before ``end`` (for a bad line's number)."""
+    count = position = 0
+    while position < end:
+        block = os.pread(fd, min(1 << 20, end - position), position)
+        count += block.count(b"\n")
+        position += len(block)
+    return count

@@ -1,0 +1,47 @@
+"""The file range job: read a byte range of a file, parse and sum it, record the partial."""
+
+import asyncio
+import time
+from typing import Any
+
+from app.errors import FileInputError, PayloadError
+from app.files import FileStamp, sum_range
+from app.runs import RunStore
+from jobs.chunks import RUNS, fail, record, retry_or_fail
+
+
+async def sum_file_range(
+    ctx: dict[str, Any],
+    *,
+    run_id: str,
+    index: int,
+    path: str,
+    offset: int,
+    length: int,
+    size: int,
+    mtime_ns: int,
+) -> bool:
+    """Sum the lines that start in ``[offset, offset + length)`` of the file at ``path``, as
+    app.files reads them; return False if the run already had this chunk.
+
+    A file that is gone, changed since it was submitted (``size``, ``mtime_ns``) or holds a
+    line that is not a number fails the run, naming the file (and the line): trying again
+    would fail the same way.
+    """
+    started = time.perf_counter()
+    runs: RunStore = ctx[RUNS]
+    if not isinstance(path, str) or not all(
+        isinstance(value, int) for value in (index, offset, length, size, mtime_ns)
+    ):
+        raise PayloadError(f"sum_file_range got a malformed range of run {run_id!r}")
+    try:  # in a thread: reading and parsing megabytes would stall the worker's other jobs
+        partial, count = await asyncio.to_thread(
+            sum_range, path, offset, length, FileStamp(size, mtime_ns)
+        )
+    except FileInputError as exc:
+        await fail(runs, run_id, index, str(exc))
+        raise
+    except Exception as exc:
+        await retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
+        raise
+    return await record(ctx, run_id, index, partial, count, started)
