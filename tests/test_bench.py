@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 from arq.worker import Worker
 
-from app.bench import stream
+from app.bench import workloads
 from app.bench.baselines import measure_floor, measure_local, measure_naive, open_naive_pool
 from app.bench.keys import NAIVE_QUEUE, floor_key
 from app.bench.naive_worker import WorkerSettings
@@ -89,7 +89,7 @@ def test_the_numbers_file_holds_one_number_a_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """W5's file holds 1..N, one per line, across the blocks it is written in."""
-    monkeypatch.setattr(stream, "WRITE_BLOCK", 4)
+    monkeypatch.setattr(workloads, "WRITE_BLOCK", 4)
     path = tmp_path / "numbers.txt"
     write_numbers(path, 10)
     assert path.read_text() == "".join(f"{i}\n" for i in range(1, 11))

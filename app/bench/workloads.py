@@ -12,6 +12,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,6 +31,7 @@ W7_FULL_SCALE = 0.1
 W7_IDLE_WINDOW_S = 3.0
 W7_GAP_S = 1.0
 W7_SAMPLES = 10
+WRITE_BLOCK = 1_000_000  # numbers per block written to a text file (W5)
 RUN_TIMEOUT_S = 300.0
 T = TypeVar("T")
 
@@ -98,7 +100,7 @@ def build(name: str, scale: float) -> Workload:
             numbers = range(1, scaled(1_000_000, scale) + 1)
             return _sized("W2", numbers, 1_000, sum(numbers))
         case "W3":
-            ints = np.random.default_rng(SEED).integers(-W3_SPAN, W3_SPAN, scaled(10**7, scale))
+            ints = random_ints(scaled(10**7, scale))
             return _sized("W3", ints, 100, sum(ints.tolist()))
         case "W4":
             floats = random_floats(scaled(10**7, scale))
@@ -109,11 +111,26 @@ def build(name: str, scale: float) -> Workload:
     raise ChunksumError(f"no sized workload {name!r}; the sized ones are W1, W2, W3, W4 and W6")
 
 
+def random_ints(count: int) -> npt.NDArray[np.int64]:
+    """Return ``count`` seeded int64s in [-2**40, 2**40): W3's numbers."""
+    return np.random.default_rng(SEED).integers(-W3_SPAN, W3_SPAN, count)
+
+
 def random_floats(count: int) -> npt.NDArray[np.float64]:
     """Return ``count`` seeded float64s with exponents spread over -100..100."""
     rng = np.random.default_rng(SEED + 1)
     exponents = rng.integers(-W4_EXPONENTS, W4_EXPONENTS + 1, count)
     return np.ldexp(rng.standard_normal(count), exponents)
+
+
+def write_lines(path: Path, numbers: Values) -> None:
+    """Write ``numbers`` to ``path``, one per line, joined in blocks of WRITE_BLOCK."""
+    with path.open("w", encoding="utf-8") as file:
+        for start in range(0, len(numbers), WRITE_BLOCK):
+            block = numbers[start : start + WRITE_BLOCK]
+            values = block.tolist() if isinstance(block, np.ndarray) else block
+            file.write("\n".join(map(str, values)))
+            file.write("\n")
 
 
 def _sized(name: str, numbers: Values, chunks: int, expected: int | float) -> Workload:
