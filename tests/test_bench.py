@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
@@ -21,7 +22,7 @@ from app.bench.phases import BenchOptions, measure_chunksum, measure_idle, submi
 from app.bench.report import Report, render
 from app.bench.slow_chunks import submit_slow
 from app.bench.stream import write_numbers
-from app.bench.workloads import W1_RUNS, Timing, build
+from app.bench.workloads import W1_RUNS, Timing, build, write_text_workload
 from app.cli import main
 from app.errors import SettingsError
 from app.keys import Keys
@@ -93,6 +94,25 @@ def test_the_numbers_file_holds_one_number_a_line(
     path = tmp_path / "numbers.txt"
     write_numbers(path, 10)
     assert path.read_text() == "".join(f"{i}\n" for i in range(1, 11))
+
+
+class TestW8:
+    """W8, a text file of integers: the file, its peers, chunksum on it, and its table row."""
+
+    def test_w8_file_holds_w3s_numbers_one_a_line(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """W8's file holds W3's random int64s, one per line across blocks, and its reference
+        (numpy block sums) is Python's exact sum of them."""
+        monkeypatch.setattr(workloads, "WRITE_BLOCK", 300)
+        monkeypatch.setattr(workloads, "EXACT_BLOCK", 256)
+        text = write_text_workload(tmp_path / "w8.txt", TINY)
+        numbers = build("W3", TINY).numbers
+        assert isinstance(numbers, np.ndarray)
+        assert text.count == len(numbers) == 1_000
+        assert text.path.read_text() == "".join(f"{n}\n" for n in numbers.tolist())
+        assert text.expected == sum(numbers.tolist())
+        assert type(text.expected) is int
 
 
 async def test_idle_workers_are_counted_then_probed(client: Client, worker: Worker) -> None:

@@ -2,7 +2,8 @@
 
 Every workload's size is multiplied by ``--scale``; chunk counts stay as named (at most one
 chunk per number). References are computed independently of chunksum: Python's ``sum`` of
-ints, ``math.fsum`` of floats, or a closed form.
+ints, ``math.fsum`` of floats, or a closed form. W8's file is written once per run, and its
+reference computed from the numbers written, not read back.
 """
 
 import asyncio
@@ -31,7 +32,11 @@ W7_FULL_SCALE = 0.1
 W7_IDLE_WINDOW_S = 3.0
 W7_GAP_S = 1.0
 W7_SAMPLES = 10
-WRITE_BLOCK = 1_000_000  # numbers per block written to a text file (W5)
+W8_COUNT = 10_000_000
+WRITE_BLOCK = 1_000_000  # numbers per block written to a text file (W5, W8)
+# numbers per exact int64 partial sum of W8's reference: 2**20 values below 2**40 each in
+# magnitude sum below 2**60, so no block can overflow
+EXACT_BLOCK = 2**20
 RUN_TIMEOUT_S = 300.0
 T = TypeVar("T")
 
@@ -112,7 +117,7 @@ def build(name: str, scale: float) -> Workload:
 
 
 def random_ints(count: int) -> npt.NDArray[np.int64]:
-    """Return ``count`` seeded int64s in [-2**40, 2**40): W3's numbers."""
+    """Return ``count`` seeded int64s in [-2**40, 2**40): W3's numbers, and W8's."""
     return np.random.default_rng(SEED).integers(-W3_SPAN, W3_SPAN, count)
 
 
@@ -121,6 +126,29 @@ def random_floats(count: int) -> npt.NDArray[np.float64]:
     rng = np.random.default_rng(SEED + 1)
     exponents = rng.integers(-W4_EXPONENTS, W4_EXPONENTS + 1, count)
     return np.ldexp(rng.standard_normal(count), exponents)
+
+
+@dataclass(frozen=True, slots=True)
+class TextWorkload:
+    """W8: a text file of integers, one per line, and the exact total to expect."""
+
+    name: str
+    path: Path
+    count: int
+    expected: int
+
+    @property
+    def size_mb(self) -> float:
+        """Return the file's size in MB (10**6 bytes)."""
+        return self.path.stat().st_size / 1e6
+
+
+def write_text_workload(path: Path, scale: float) -> TextWorkload:
+    """Write W8's file at ``path``: W3's random int64s at ``scale``, one per line."""
+    ints = random_ints(scaled(W8_COUNT, scale))
+    write_lines(path, ints)
+    blocks = (ints[start : start + EXACT_BLOCK] for start in range(0, ints.size, EXACT_BLOCK))
+    return TextWorkload("W8", path, ints.size, sum(int(block.sum()) for block in blocks))
 
 
 def write_lines(path: Path, numbers: Values) -> None:
