@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from app.errors import ChunksumError
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
 SEED = 20_240_603
 W3_SPAN = 2**40  # W3 values need int64 (not int32) yet sum far below 2**63
 W4_EXPONENTS = 100  # W4 floats are normal(0, 1) * 2**e, e uniform in -100..100
