@@ -4,24 +4,37 @@ Nothing here asserts a timing: only that the machinery runs and measures right a
 """
 
 import asyncio
+import importlib.util
 import json
-from collections.abc import AsyncIterator
+import shutil
+import sys
+import types
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 from arq.worker import Worker
 
-from app.bench import stream
+from app.bench import workloads
 from app.bench.baselines import measure_floor, measure_local, measure_naive, open_naive_pool
 from app.bench.keys import NAIVE_QUEUE, floor_key
 from app.bench.naive_worker import WorkerSettings
-from app.bench.phases import BenchOptions, measure_chunksum, measure_idle, submit_one
+from app.bench.peers import PEERS, Peer, awk_sum, measure_peer, measure_peers, missing
+from app.bench.phases import (
+    BenchOptions,
+    in_order,
+    measure_chunksum,
+    measure_idle,
+    measure_text_file,
+    submit_one,
+)
 from app.bench.report import Report, render
 from app.bench.slow_chunks import submit_slow
 from app.bench.stream import write_numbers
-from app.bench.workloads import W1_RUNS, Timing, build
+from app.bench.workloads import W1_RUNS, TextWorkload, Timing, build, write_text_workload
 from app.cli import main
 from app.errors import SettingsError
 from app.keys import Keys
@@ -30,7 +43,8 @@ from app.settings import Settings
 from app.submit import Client
 from tests.harness import stop_worker
 
-TINY = 0.0001  # W1: 1 number, W3: 1,000 numbers, W5: 10,000 numbers
+TINY = 0.0001  # W1: 1 number, W3: 1,000 numbers, W5: 10,000 numbers, W8: 1,000 numbers
+MACHINE = {"cpu": "CPU", "cores": 2, "python": "3.11", "redis": "7.0"}
 
 
 @pytest.fixture
@@ -89,7 +103,7 @@ def test_the_numbers_file_holds_one_number_a_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """W5's file holds 1..N, one per line, across the blocks it is written in."""
-    monkeypatch.setattr(stream, "WRITE_BLOCK", 4)
+    monkeypatch.setattr(workloads, "WRITE_BLOCK", 4)
     path = tmp_path / "numbers.txt"
     write_numbers(path, 10)
     assert path.read_text() == "".join(f"{i}\n" for i in range(1, 11))
@@ -145,9 +159,8 @@ def test_the_table_shows_each_row_with_ratios_and_marks() -> None:
             )
         },
     }
-    machine = {"cpu": "CPU", "cores": 2, "python": "3.11", "redis": "7.0"}
     options = {"workers": 2, "repeat": 3, "scale": 1.0}
-    report = Report(machine, options, results)
+    report = Report(MACHINE, options, results)
     text = render(report, as_json=False)
     assert "CPU, 2 cores" in text
     assert "20 ms (10 ms-30 ms)" in text
@@ -189,3 +202,136 @@ def test_scaling_measures_both_kinds_and_plots(
     ]
     assert all(p["chunks_per_s"] > 0 for p in points)
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+class StandInTextFile:
+    """app.files.TextFile until it lands: its numbers stream from the submitter, not the workers."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[int]:
+        with open(self.path, encoding="utf-8") as lines:
+            yield from map(int, lines)
+
+
+@pytest.fixture
+def text_file_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``from app.files import TextFile`` work: the real one if present, else a stand-in."""
+    if importlib.util.find_spec("app.files") is None:
+        module = types.ModuleType("app.files")
+        module.TextFile = StandInTextFile  # type: ignore[attr-defined]  # a module built here
+        monkeypatch.setitem(sys.modules, "app.files", module)
+
+
+@pytest.fixture
+def text(tmp_path: Path) -> TextWorkload:
+    """Write W8's file at the tiny scale: 1,000 numbers."""
+    return write_text_workload(tmp_path / "w8.txt", TINY)
+
+
+class TestW8:
+    """W8, a text file of integers: the file, its peers, chunksum on it, and its table row."""
+
+    def test_the_file_holds_w3s_numbers_one_a_line(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """W8's file holds W3's random int64s, one per line across blocks, and its reference
+        (numpy block sums) is Python's exact sum of them."""
+        monkeypatch.setattr(workloads, "WRITE_BLOCK", 300)
+        monkeypatch.setattr(workloads, "EXACT_BLOCK", 256)
+        text = write_text_workload(tmp_path / "w8.txt", TINY)
+        numbers = build("W3", TINY).numbers
+        assert isinstance(numbers, np.ndarray)
+        assert text.count == len(numbers) == 1_000
+        assert text.path.read_text() == "".join(f"{n}\n" for n in numbers.tolist())
+        assert text.expected == sum(numbers.tolist())
+        assert type(text.expected) is int
+
+    @pytest.mark.parametrize("peer", PEERS, ids=lambda peer: peer.name)
+    async def test_each_installed_peer_sums_the_file_exactly(
+        self, peer: Peer, text: TextWorkload
+    ) -> None:
+        """polars, DuckDB, pyarrow, awk and Python's one-liner each return W8's exact total
+        (awk's partial sums stay below 2**53 here, where its doubles are exact)."""
+        if (reason := missing(peer)) is not None:
+            pytest.skip(reason)
+        timing = await measure_peer(peer, text, repeat=2)
+        assert len(timing.times_s) == 2
+        assert timing.correct
+
+    async def test_awks_doubles_are_marked_inexact(self, tmp_path: Path) -> None:
+        """Past 2**53 awk's double total is wrong, and its Timing says so rather than failing."""
+        if shutil.which("awk") is None:
+            pytest.skip("awk is not on PATH")
+        path = tmp_path / "big.txt"
+        path.write_text(f"{2**53}\n1\n")
+        assert awk_sum(path) == 2**53
+        awk = next(peer for peer in PEERS if peer.name == "awk")
+        timing = await measure_peer(awk, TextWorkload("W8", path, 2, 2**53 + 1), repeat=1)
+        assert not timing.correct
+
+    async def test_a_missing_peer_is_skipped_with_a_note(
+        self, text: TextWorkload, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A peer whose package is not installed is skipped, and a progress note says why."""
+        absent = Peer(name="absent", label="Absent", total=awk_sum, module="no_such_module_x")
+        python = next(peer for peer in PEERS if peer.name == "python")
+        monkeypatch.setattr("app.bench.peers.PEERS", (absent, python))
+        notes: list[str] = []
+        timings = await measure_peers(text, 1, notes.append)
+        assert list(timings) == ["python"]
+        assert notes[0] == (
+            "W8 Absent: skipped, no_such_module_x is not installed (pip install 'chunksum[bench]')"
+        )
+
+    @pytest.mark.usefixtures("text_file_api")
+    async def test_chunksum_sums_the_file_exactly(
+        self, client: Client, worker: Worker, text: TextWorkload
+    ) -> None:
+        """chunksum's submit of TextFile(path) returns W8's exact total, each repeat."""
+        timing = await measure_text_file(client, text, repeat=2)
+        assert timing.correct
+        assert len(timing.times_s) == 2
+        assert timing.extra["numbers"] == 1_000
+
+    def test_the_table_shows_the_peers_as_ratios(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """W8's row shows Python's one-liner as its local sum and the other peers' medians
+        and ratios in its notes; the JSON has every peer under its own name."""
+        monkeypatch.setattr(
+            "app.bench.report.PIPED_WIDTH", 400
+        )  # one line per row, for the asserts
+        row = {
+            "polars": Timing((0.2,), True),
+            "duckdb": Timing((0.1,), True),
+            "awk": Timing((4.0,), False),
+            "python": Timing((2.0,), True),
+            "chunksum": Timing((0.4,), True, {"numbers": 10_000_000, "file_mb": 134.2}),
+        }
+        results = Report(MACHINE, {"workers": 2, "repeat": 1, "scale": 1.0}, {"W8": row})
+        line = next(line for line in render(results, as_json=False).splitlines() if "W8" in line)
+        assert "2.00 s x5" in line
+        assert "25.0 M numbers/s from a 134 MB file; " in line
+        assert "polars 200 ms x0.5, DuckDB 100 ms x0.25, awk 4.00 s x10 ✗" in line
+        workloads = json.loads(render(results, as_json=True))["workloads"]
+        assert set(workloads["W8"]) == set(row)
+        assert workloads["W8"]["polars"]["chunksum_speedup"] == pytest.approx(0.5)
+
+    def test_rows_come_in_workload_order(self) -> None:
+        """W8's row, made in the first phase, still comes after W5's and W7's."""
+        timing = Timing((1.0,), True)
+        rows = ["W8", "W1", "W5 generator", "W5 file", "W7"]
+        ordered = in_order({name: {"chunksum": timing} for name in rows})
+        assert list(ordered) == ["W1", "W5 generator", "W5 file", "W7", "W8"]
+
+    @pytest.mark.usefixtures("text_file_api")
+    def test_bench_only_w8_runs_the_peers_then_chunksum(
+        self, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`chunksum bench --json --only W8` reports chunksum and every installed peer, exact."""
+        args = ["--redis-url", redis_server.url, "--workers", "1", "--repeat", "1"]
+        assert main(["bench", "--json", "--only", "W8", *args, "--scale", "1e-4"]) == 0
+        row = json.loads(capsys.readouterr().out)["workloads"]["W8"]
+        installed = {peer.name for peer in PEERS if missing(peer) is None}
+        assert set(row) == {"chunksum", *installed}
+        assert all(row[name]["correct"] for name in row)

@@ -1,8 +1,8 @@
-"""`chunksum bench`: time chunksum's workloads W1-W7 and, in the same run, the baselines.
+"""`chunksum bench`: time chunksum's workloads W1-W8 and, in the same run, the baselines.
 
 The run has three phases, so that each measurement has the machine to itself:
 
-1. no workers: the single-process sums and the raw Redis floor;
+1. no workers: the single-process sums, W8's peers (polars, DuckDB...) and the Redis floor;
 2. ``--workers`` chunksum worker processes: warm-up, then every workload ``--repeat`` times;
 3. as many plain arq worker processes: warm-up, then the obvious arq code.
 
@@ -29,6 +29,7 @@ from app.bench.baselines import (
     naive_sum,
     open_naive_pool,
 )
+from app.bench.peers import measure_peers
 from app.bench.report import Report, Results, render
 from app.bench.slow_chunks import WORKER_COMMAND, submit_with_io
 from app.bench.stream import measure_stream, write_numbers
@@ -36,6 +37,7 @@ from app.bench.workloads import (
     RUN_TIMEOUT_S,
     W6_IO_S,
     WORKLOADS,
+    TextWorkload,
     Timing,
     Workload,
     bounded,
@@ -45,6 +47,7 @@ from app.bench.workloads import (
     measure,
     same,
     scaled,
+    write_text_workload,
 )
 from app.connection import close, connect
 from app.errors import SettingsError
@@ -110,15 +113,30 @@ def measure_all(options: BenchOptions, settings: Settings) -> Report:
     progress(f"building workloads at scale {options.scale:g}")
     sized = {name: build(name, options.scale) for name in options.only if name in SIZED}
     results: Results = {}
-    machine = asyncio.run(_baselines(settings, sized, options.repeat, results))
-    progress(f"starting {options.workers} chunksum workers")
-    with WorkerProcesses(options.workers, settings, command=WORKER_COMMAND):
-        asyncio.run(_chunksum_phase(settings, sized, options, results))
+    with tempfile.TemporaryDirectory(prefix="chunksum-bench-") as directory:
+        text = _text_workload(Path(directory), options)
+        machine = asyncio.run(_baselines(settings, sized, text, options.repeat, results))
+        progress(f"starting {options.workers} chunksum workers")
+        with WorkerProcesses(options.workers, settings, command=WORKER_COMMAND):
+            asyncio.run(_chunksum_phase(settings, sized, text, options, results))
     if any(name in NAIVE or name == "W7" for name in options.only):
         progress(f"starting {options.workers} plain arq workers")
         with NaiveWorkers(options.workers, settings):
             asyncio.run(_naive_phase(settings, sized, options, results))
-    return Report(machine, asdict(options), results)
+    return Report(machine, asdict(options), in_order(results))
+
+
+def _text_workload(directory: Path, options: BenchOptions) -> TextWorkload | None:
+    """Write W8's file in ``directory`` if W8 is to run (one file for both phases)."""
+    if "W8" not in options.only:
+        return None
+    progress(f"W8: writing its numbers to {directory}")
+    return write_text_workload(directory / "w8.txt", options.scale)
+
+
+def in_order(results: Results) -> Results:
+    """Return the rows in WORKLOADS order: W8's row is made in phase 1, before W5's."""
+    return dict(sorted(results.items(), key=lambda row: WORKLOADS.index(row[0].split()[0])))
 
 
 def progress(message: str) -> None:
@@ -127,9 +145,13 @@ def progress(message: str) -> None:
 
 
 async def _baselines(
-    settings: Settings, sized: dict[str, Workload], repeat: int, results: Results
+    settings: Settings,
+    sized: dict[str, Workload],
+    text: TextWorkload | None,
+    repeat: int,
+    results: Results,
 ) -> dict[str, Any]:
-    """Measure the single-process sums and the Redis floor; return the machine's description."""
+    """Measure the single-process sums, W8's peers and the Redis floor; describe the machine."""
     redis = await connect(settings)
     try:
         for name, workload in sized.items():
@@ -138,6 +160,8 @@ async def _baselines(
                 results.setdefault(name, {})["local"] = await measure_local(workload, repeat)
             if name in FLOOR:
                 results[name]["floor"] = await measure_floor(settings, workload, repeat)
+        if text is not None:
+            results[text.name] = await measure_peers(text, repeat, progress)
         return await _machine(redis)
     finally:
         await close(redis)
@@ -162,7 +186,11 @@ def _cpu_model() -> str:
 
 
 async def _chunksum_phase(
-    settings: Settings, sized: dict[str, Workload], options: BenchOptions, results: Results
+    settings: Settings,
+    sized: dict[str, Workload],
+    text: TextWorkload | None,
+    options: BenchOptions,
+    results: Results,
 ) -> None:
     async with Client(settings) as client:
         await client.submit(WARM_UP, chunks=4, timeout=WARM_UP_TIMEOUT_S)
@@ -178,6 +206,10 @@ async def _chunksum_phase(
                 results.setdefault("W7", {})["chunksum"] = await measure_idle(
                     client.redis, lambda: submit_one(client), options
                 )
+            elif text is not None and name == text.name:
+                progress(f"W8 chunksum: {text.count:,} numbers from a {text.size_mb:,.0f} MB file")
+                timing = await measure_text_file(client, text, options.repeat)
+                results.setdefault(name, {})["chunksum"] = timing
 
 
 async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> Timing:
@@ -194,6 +226,19 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
     if io_s:
         extra["serial_loop_s"] = workload.chunks * io_s
     return replace(timing, extra=extra)
+
+
+async def measure_text_file(client: Client, text: TextWorkload, repeat: int) -> Timing:
+    """Time chunksum on W8: the workers read the file themselves, each its byte ranges."""
+    # imported here: app.files (file inputs) lands apart from the bench; until then W8 alone fails
+    from app.files import TextFile  # type: ignore[import-not-found, unused-ignore]
+
+    async def run() -> int | float:
+        result = await client.submit(TextFile(str(text.path)), timeout=RUN_TIMEOUT_S)
+        return result.total
+
+    timing = await measure(run, lambda total: same(total, text.expected), repeat=repeat)
+    return replace(timing, extra={"numbers": text.count, "file_mb": text.size_mb})
 
 
 async def submit_one(client: Client) -> int | float:

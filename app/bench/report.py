@@ -10,16 +10,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from app.bench.peers import LABELS, PYTHON
 from app.bench.workloads import Timing
 
 Results = dict[str, dict[str, Timing]]
-"""Row (workload) -> contender (chunksum, naive, local, floor) -> its timing."""
+"""Row (workload) -> contender (chunksum, naive, local, floor; W8: its peers) -> its timing."""
 
 BASELINES = {"naive": "obvious arq", "local": "local sum", "floor": "Redis floor"}
 PIPED_WIDTH = 160
 RATIO_NOTE = (
-    "xN after a baseline: its median over chunksum's (above 1: chunksum is N times faster); "
-    "✗: a wrong or inexact total"
+    "xN after a baseline or a peer: its median over chunksum's (above 1: chunksum is N times "
+    "faster); ✗: a wrong or inexact total"
 )
 
 
@@ -74,7 +75,7 @@ def _table(report: Report) -> Table:
     table = Table("workload", "chunksum median (min-max)", *BASELINES.values(), "ok", "notes")
     for name, row in report.results.items():
         chunksum = row.get("chunksum")
-        cells = [_baseline_cell(row.get(key), chunksum) for key in BASELINES]
+        cells = [_baseline_cell(_baseline(row, key), chunksum) for key in BASELINES]
         table.add_row(
             name,
             _spread(chunksum) if chunksum else "",
@@ -83,6 +84,13 @@ def _table(report: Report) -> Table:
             _notes(name, row, report.results),
         )
     return table
+
+
+def _baseline(row: dict[str, Timing], key: str) -> Timing | None:
+    """Return the row's baseline ``key``: W8's local sum is its Python peer."""
+    if key == "local" and key not in row:
+        return row.get(PYTHON)
+    return row.get(key)
 
 
 def _baseline_cell(baseline: Timing | None, chunksum: Timing | None) -> str:
@@ -120,6 +128,8 @@ def _notes(name: str, row: dict[str, Timing], results: Results) -> str:
         return f"a serial loop takes {duration(serial_s)}: x{ratio(serial_s / median_s)}"
     if name == "W7":
         return _idle_notes(row)
+    if name == "W8":
+        return _peer_notes(row)
     numbers, chunks = rate(extra["numbers"] / median_s), rate(extra["chunks"] / median_s)
     rates = f"{numbers} numbers/s, {chunks} chunks/s"
     if name == "W4" and "chunksum" in results.get("W3", {}):
@@ -136,6 +146,20 @@ def _idle_notes(row: dict[str, Timing]) -> str:
     if "naive" in row:
         text += f" (arq: {row['naive'].extra[per_worker]:.1f})"
     return text
+
+
+def _peer_notes(row: dict[str, Timing]) -> str:
+    """Return W8's rate and file size, then each peer's median and ratio (Python's is a column)."""
+    chunksum = row["chunksum"]
+    numbers, file_mb = chunksum.extra["numbers"], chunksum.extra["file_mb"]
+    size = f"{file_mb:,.0f}" if file_mb >= 10 else f"{file_mb:.2g}"
+    text = f"{rate(numbers / chunksum.median_s)} numbers/s from a {size} MB file"
+    peers = [
+        f"{LABELS[name]} {_baseline_cell(timing, chunksum)}"
+        for name, timing in row.items()
+        if name in LABELS and name != PYTHON
+    ]
+    return f"{text}; {', '.join(peers)}" if peers else text
 
 
 def duration(seconds: float) -> str:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.bench.workloads import RUN_TIMEOUT_S, Timing
+from app.bench.workloads import RUN_TIMEOUT_S, Timing, write_lines
 from app.errors import ChunksumError
 from app.inputs import parse_lines
 from app.settings import Settings
@@ -29,7 +29,6 @@ SAMPLE_S = 0.02  # Redis memory sampling interval while the child runs
 SETTLE_S = 5.0  # longest wait for Redis's memory to settle before a run
 SETTLE_STEP_S = 0.2
 SETTLED_BYTES = 64 * 1024  # a fall smaller than this over a step: settled
-WRITE_BLOCK = 1_000_000
 GENERATOR = "-"
 MB = 1 << 20
 KB = 1 << 10
@@ -37,11 +36,7 @@ KB = 1 << 10
 
 def write_numbers(path: Path, count: int) -> None:
     """Write the integers 1..count to ``path``, one per line."""
-    with path.open("w", encoding="utf-8") as file:
-        for start in range(1, count + 1, WRITE_BLOCK):
-            stop = min(start + WRITE_BLOCK, count + 1)
-            file.write("\n".join(map(str, range(start, stop))))
-            file.write("\n")
+    write_lines(path, range(1, count + 1))
 
 
 def child_main() -> None:

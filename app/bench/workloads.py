@@ -2,7 +2,8 @@
 
 Every workload's size is multiplied by ``--scale``; chunk counts stay as named (at most one
 chunk per number). References are computed independently of chunksum: Python's ``sum`` of
-ints, ``math.fsum`` of floats, or a closed form.
+ints, ``math.fsum`` of floats, or a closed form. W8's file is written once per run, and its
+reference computed from the numbers written, not read back.
 """
 
 import asyncio
@@ -12,6 +13,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,7 +21,7 @@ import numpy.typing as npt
 
 from app.errors import ChunksumError
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
 SEED = 20_240_603
 W3_SPAN = 2**40  # W3 values need int64 (not int32) yet sum far below 2**63
 W4_EXPONENTS = 100  # W4 floats are normal(0, 1) * 2**e, e uniform in -100..100
@@ -30,6 +32,11 @@ W7_FULL_SCALE = 0.1
 W7_IDLE_WINDOW_S = 3.0
 W7_GAP_S = 1.0
 W7_SAMPLES = 10
+W8_COUNT = 10_000_000
+WRITE_BLOCK = 1_000_000  # numbers per block written to a text file (W5, W8)
+# numbers per exact int64 partial sum of W8's reference: 2**20 values below 2**40 each in
+# magnitude sum below 2**60, so no block can overflow
+EXACT_BLOCK = 2**20
 RUN_TIMEOUT_S = 300.0
 T = TypeVar("T")
 
@@ -98,7 +105,7 @@ def build(name: str, scale: float) -> Workload:
             numbers = range(1, scaled(1_000_000, scale) + 1)
             return _sized("W2", numbers, 1_000, sum(numbers))
         case "W3":
-            ints = np.random.default_rng(SEED).integers(-W3_SPAN, W3_SPAN, scaled(10**7, scale))
+            ints = random_ints(scaled(10**7, scale))
             return _sized("W3", ints, 100, sum(ints.tolist()))
         case "W4":
             floats = random_floats(scaled(10**7, scale))
@@ -109,11 +116,49 @@ def build(name: str, scale: float) -> Workload:
     raise ChunksumError(f"no sized workload {name!r}; the sized ones are W1, W2, W3, W4 and W6")
 
 
+def random_ints(count: int) -> npt.NDArray[np.int64]:
+    """Return ``count`` seeded int64s in [-2**40, 2**40): W3's numbers, and W8's."""
+    return np.random.default_rng(SEED).integers(-W3_SPAN, W3_SPAN, count)
+
+
 def random_floats(count: int) -> npt.NDArray[np.float64]:
     """Return ``count`` seeded float64s with exponents spread over -100..100."""
     rng = np.random.default_rng(SEED + 1)
     exponents = rng.integers(-W4_EXPONENTS, W4_EXPONENTS + 1, count)
     return np.ldexp(rng.standard_normal(count), exponents)
+
+
+@dataclass(frozen=True, slots=True)
+class TextWorkload:
+    """W8: a text file of integers, one per line, and the exact total to expect."""
+
+    name: str
+    path: Path
+    count: int
+    expected: int
+
+    @property
+    def size_mb(self) -> float:
+        """Return the file's size in MB (10**6 bytes)."""
+        return self.path.stat().st_size / 1e6
+
+
+def write_text_workload(path: Path, scale: float) -> TextWorkload:
+    """Write W8's file at ``path``: W3's random int64s at ``scale``, one per line."""
+    ints = random_ints(scaled(W8_COUNT, scale))
+    write_lines(path, ints)
+    blocks = (ints[start : start + EXACT_BLOCK] for start in range(0, ints.size, EXACT_BLOCK))
+    return TextWorkload("W8", path, ints.size, sum(int(block.sum()) for block in blocks))
+
+
+def write_lines(path: Path, numbers: Values) -> None:
+    """Write ``numbers`` to ``path``, one per line, joined in blocks of WRITE_BLOCK."""
+    with path.open("w", encoding="utf-8") as file:
+        for start in range(0, len(numbers), WRITE_BLOCK):
+            block = numbers[start : start + WRITE_BLOCK]
+            values = block.tolist() if isinstance(block, np.ndarray) else block
+            file.write("\n".join(map(str, values)))
+            file.write("\n")
 
 
 def _sized(name: str, numbers: Values, chunks: int, expected: int | float) -> Workload:

@@ -1,0 +1,135 @@
+"""W8's peers: the single-node tools a user would pick instead of chunksum to sum a text file.
+
+Each reads W8's file and sums its one column, in this process (awk in a child process),
+timed in the bench's first phase, with no workers running. polars and DuckDB are optional
+(``pip install 'chunksum[bench]'``), awk may be missing: such a peer is skipped, with a note.
+awk sums in doubles, exactly only while every partial sum stays below 2**53; its Timing's
+``correct`` says whether it got the exact total.
+"""
+
+import asyncio
+import importlib
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.bench.workloads import RUN_TIMEOUT_S, TextWorkload, Timing, measure, same
+from app.errors import ChunksumError
+
+AWK_PROGRAM = '{s+=$1} END {printf "%.0f\\n", s}'
+
+
+def polars_sum(path: Path) -> object:
+    """Sum the file with polars; return what it returns."""
+    import polars as pl
+
+    return pl.read_csv(path, has_header=False, new_columns=["x"])["x"].sum()
+
+
+def duckdb_sum(path: Path) -> object:
+    """Sum the file with DuckDB (the path a query parameter, not spliced into the SQL)."""
+    import duckdb
+
+    query = "select sum(column0) from read_csv($path, header = false)"
+    return duckdb.execute(query, {"path": str(path)}).fetchall()[0][0]
+
+
+def pyarrow_sum(path: Path) -> object:
+    """Sum the file with pyarrow's CSV reader and its compute kernel."""
+    from pyarrow import compute, csv
+
+    table = csv.read_csv(path, read_options=csv.ReadOptions(column_names=["x"]))
+    return compute.sum(table["x"]).as_py()
+
+
+def awk_sum(path: Path) -> int:
+    """Sum the file with ``awk '{s+=$1} END {printf "%.0f\\n", s}'`` (in doubles)."""
+    try:
+        done = subprocess.run(
+            ["awk", AWK_PROGRAM, str(path)],
+            capture_output=True,
+            check=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+    except subprocess.CalledProcessError as exc:
+        raise ChunksumError(
+            f"awk exited with status {exc.returncode} on {path}: {exc.stderr.strip()}; "
+            "run the bench without W8, or with another awk on PATH"
+        ) from exc
+    return int(done.stdout)
+
+
+def python_sum(path: Path) -> int:
+    """Sum the file as ``sum(map(int, open(path)))`` does (closing it)."""
+    with path.open(encoding="utf-8") as lines:
+        return sum(map(int, lines))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peer:
+    """A tool that sums W8's file.
+
+    Args:
+        name: its key in the results (``results["W8"]["polars"]``) and JSON.
+        label: its name in the table.
+        module: the package it needs imported, if any.
+        program: the program it needs on PATH, if any.
+    """
+
+    name: str
+    label: str
+    total: Callable[[Path], object]
+    module: str | None = None
+    program: str | None = None
+
+
+PEERS = (
+    Peer(name="polars", label="polars", total=polars_sum, module="polars"),
+    Peer(name="duckdb", label="DuckDB", total=duckdb_sum, module="duckdb"),
+    Peer(name="pyarrow", label="pyarrow", total=pyarrow_sum, module="pyarrow"),
+    Peer(name="awk", label="awk", total=awk_sum, program="awk"),
+    Peer(name="python", label="Python", total=python_sum),
+)
+LABELS = {peer.name: peer.label for peer in PEERS}
+PYTHON = "python"  # the peer the table shows as W8's local sum
+
+
+def missing(peer: Peer) -> str | None:
+    """Return why ``peer`` can't run here, or None if it can.
+
+    Its package is imported here, so that the import isn't timed in its first run.
+    """
+    if peer.module is not None:
+        try:
+            importlib.import_module(peer.module)
+        except ImportError:
+            return f"{peer.module} is not installed (pip install 'chunksum[bench]')"
+    if peer.program is not None and shutil.which(peer.program) is None:
+        return f"{peer.program} is not on PATH"
+    return None
+
+
+async def measure_peers(
+    text: TextWorkload, repeat: int, note: Callable[[str], None]
+) -> dict[str, Timing]:
+    """Time every peer that can run here ``repeat`` times on ``text``; note each skipped one."""
+    timings: dict[str, Timing] = {}
+    for peer in PEERS:
+        if (reason := missing(peer)) is not None:
+            note(f"{text.name} {peer.label}: skipped, {reason}")
+            continue
+        note(f"{text.name} {peer.label}")
+        timings[peer.name] = await measure_peer(peer, text, repeat)
+    return timings
+
+
+async def measure_peer(peer: Peer, text: TextWorkload, repeat: int) -> Timing:
+    """Time ``peer`` on ``text`` (in a thread, so as not to block the event loop)."""
+    return await measure(
+        lambda: asyncio.to_thread(peer.total, text.path),
+        lambda total: same(total, text.expected),
+        repeat=repeat,
+    )
