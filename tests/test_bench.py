@@ -4,12 +4,9 @@ Nothing here asserts a timing: only that the machinery runs and measures right a
 """
 
 import asyncio
-import importlib.util
 import json
 import shutil
-import sys
-import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -204,26 +201,6 @@ def test_scaling_measures_both_kinds_and_plots(
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
-class StandInTextFile:
-    """app.files.TextFile until it lands: its numbers stream from the submitter, not the workers."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __iter__(self) -> Iterator[int]:
-        with open(self.path, encoding="utf-8") as lines:
-            yield from map(int, lines)
-
-
-@pytest.fixture
-def text_file_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``from app.files import TextFile`` work: the real one if present, else a stand-in."""
-    if importlib.util.find_spec("app.files") is None:
-        module = types.ModuleType("app.files")
-        module.TextFile = StandInTextFile  # type: ignore[attr-defined]  # a module built here
-        monkeypatch.setitem(sys.modules, "app.files", module)
-
-
 @pytest.fixture
 def text(tmp_path: Path) -> TextWorkload:
     """Write W8's file at the tiny scale: 1,000 numbers."""
@@ -285,7 +262,6 @@ class TestW8:
             "W8 Absent: skipped, no_such_module_x is not installed (pip install 'chunksum[bench]')"
         )
 
-    @pytest.mark.usefixtures("text_file_api")
     async def test_chunksum_sums_the_file_exactly(
         self, client: Client, worker: Worker, text: TextWorkload
     ) -> None:
@@ -324,7 +300,6 @@ class TestW8:
         ordered = in_order({name: {"chunksum": timing} for name in rows})
         assert list(ordered) == ["W1", "W5 generator", "W5 file", "W7", "W8"]
 
-    @pytest.mark.usefixtures("text_file_api")
     def test_bench_only_w8_runs_the_peers_then_chunksum(
         self, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -51,6 +51,7 @@ from app.bench.workloads import (
 )
 from app.connection import close, connect
 from app.errors import SettingsError
+from app.files import TextFile
 from app.redis_server import redis_for
 from app.settings import Settings
 from app.submit import Client
@@ -230,8 +231,6 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
 
 async def measure_text_file(client: Client, text: TextWorkload, repeat: int) -> Timing:
     """Time chunksum on W8: the workers read the file themselves, each its byte ranges."""
-    # imported here: app.files (file inputs) lands apart from the bench; until then W8 alone fails
-    from app.files import TextFile  # type: ignore[import-not-found, unused-ignore]
 
     async def run() -> int | float:
         result = await client.submit(TextFile(str(text.path)), timeout=RUN_TIMEOUT_S)
