@@ -7,11 +7,12 @@ the lines that *start* inside it: its reader skips the partial line at the range
 (the previous range's reader finishes it) and reads on past the range's end to the end
 of its own last line. Every line is summed once, whatever the ranges.
 
-Lines are parsed by pyarrow's CSV reader (one column, no quoting), as int64 or else as
-float64, and summed exactly; a block that neither parses exactly (ints past int64,
-underscores, signs pyarrow refuses, a line that is not a number) falls back to the same
-line parser as streamed input (``app.inputs.parse_lines``), which keeps every int exact
-and names a bad line by its number in the whole file.
+Lines are parsed by polars' CSV reader (one column, no quoting; it refuses every text
+Python's ``int()`` and ``float()`` refuse), as int64 or else as float64, and summed
+exactly. A block that neither parses exactly (ints past int64, underscores, a line that is
+not a number) falls back to the same line parser as streamed input
+(``app.inputs.parse_lines``), which keeps every int exact and names a bad line by its
+number in the whole file.
 """
 
 import io
@@ -134,8 +135,6 @@ def sum_range(path: str, offset: int, length: int, stamp: FileStamp) -> tuple[Ex
 def sum_lines(block: bytes, source: str) -> tuple[ExactSum, int]:
     """Sum a block of whole lines, one number each (blank lines skipped), exactly; raise
     InvalidNumberError for a line that is not a number (numbered from the block's start)."""
-    if b"x" in block or b"X" in block:  # pyarrow reads 0x10 as 16; Python refuses it
-        return sum_lines_exactly(block, source, first_line=1)
     if (ints := _parse_column(block, "int64")) is not None:
         return ExactSum.of_ints(ints), ints.size
     # as floats only if a line is one (a total of ints alone stays an int), and only if
@@ -159,25 +158,22 @@ def sum_lines_exactly(block: bytes, source: str, *, first_line: int) -> tuple[Ex
 
 
 def _parse_column(block: bytes, kind: str) -> Any:
-    """Return the block's lines as a NumPy array of ``kind``, or None if pyarrow can't
-    parse every line so (no null values: 'NaN' or '' are not numbers here)."""
-    import pyarrow as pa
-    from pyarrow import csv
+    """Return the block's numbers as a NumPy array of ``kind``, or None if polars can't
+    parse every non-blank line so (a blank line reads as null and is skipped)."""
+    import polars as pl  # imported here: only workers parse files
 
-    read = csv.ReadOptions(column_names=["x"], use_threads=False)
-    parse = csv.ParseOptions(delimiter="\x1f", quote_char=False)
-    convert = csv.ConvertOptions(
-        column_types={"x": pa.int64() if kind == "int64" else pa.float64()},
-        null_values=[],
-        strings_can_be_null=False,
-    )
     try:
-        column = csv.read_csv(pa.py_buffer(block), read, parse, convert).column("x")
-    except pa.ArrowInvalid:
+        column = pl.read_csv(
+            block,
+            has_header=False,
+            new_columns=["x"],
+            schema_overrides={"x": pl.Int64 if kind == "int64" else pl.Float64},
+            separator="\x1f",
+            quote_char=None,
+        )["x"]
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError):
         return None
-    if column.null_count:
-        return None
-    return column.to_numpy()
+    return column.drop_nulls().to_numpy()
 
 
 def _floats_exact(values: Any) -> bool:

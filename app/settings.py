@@ -22,7 +22,7 @@ class Settings:
     redis_ca_file: str | None = None
     key_prefix: str = DEFAULT_PREFIX
     chunk_size: int = 65_536
-    chunk_bytes: int = 8 << 20  # a file's byte range per chunk, when it is read by reference
+    chunk_bytes: int = 16 << 20  # a file's byte range per chunk, when it is read by reference
     max_in_flight: int = 64
     result_ttl_s: float | None = 86_400.0
     job_timeout_s: float = 300.0

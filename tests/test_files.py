@@ -102,7 +102,7 @@ def test_every_line_is_summed_once_whatever_the_ranges(
 
 
 class TestSumLines:
-    """One block of lines: pyarrow where it is exact, the line parser where it is not."""
+    """One block of lines: polars where it is exact, the line parser where it is not."""
 
     @pytest.mark.parametrize(
         ("text", "expected"),
@@ -124,7 +124,7 @@ class TestSumLines:
 
     @pytest.mark.parametrize("text", [b"1\n0x10\n", b"1\nNaN?\n", b"1\n\xff\n", b"1\n1,2\n"])
     def test_a_line_that_is_not_a_number_is_refused(self, text: bytes) -> None:
-        """Text Python's int() and float() refuse fails (pyarrow would read 0x10 as 16)."""
+        """Text that Python's int() and float() refuse fails, naming its line."""
         with pytest.raises(InvalidNumberError, match="line 2 of f is"):
             sum_lines(text, "f")
 
