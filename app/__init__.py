@@ -16,6 +16,7 @@ from app.errors import (
 from app.files import TextFile
 from app.runs import RunStatus, Status
 from app.settings import Settings
+from app.sources import TextStream
 from app.submit import Client, RunResult, submit, submit_sync
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SettingsError",
     "Status",
     "TextFile",
+    "TextStream",
     "WaitTimeoutError",
     "submit",
     "submit_sync",

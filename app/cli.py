@@ -13,14 +13,14 @@ from typing import TypeVar
 from app import display
 from app.allocator import tune_allocator
 from app.bench import cli as bench_cli
-from app.chunking import Numbers
 from app.errors import ChunksumError, WaitTimeoutError
 from app.files import TextFile
-from app.inputs import read_numbers
+from app.inputs import inclusive_range
 from app.keys import Keys
 from app.redis_server import redis_for
 from app.runs import RunStatus, Status
 from app.settings import Settings
+from app.sources import Input, TextStream
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
 
@@ -195,10 +195,8 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     if args.chunk_bytes is not None:
         settings = replace(settings, chunk_bytes=args.chunk_bytes)
-    with (
-        _numbers(args) as numbers,
-        display.chunk_progress(show_progress) as progress,
-    ):
+    numbers = _numbers(args)
+    with display.chunk_progress(show_progress) as progress:
         result = _call(
             settings,
             lambda client: client.submit(
@@ -213,12 +211,17 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _numbers(args: argparse.Namespace) -> contextlib.AbstractContextManager[Numbers | TextFile]:
-    """The numbers to sum: a file the workers read themselves if they see it (``--shared``,
-    and always for `run`'s local workers), else numbers this process reads and sends."""
-    if args.shared and args.file not in (None, "-"):
-        return contextlib.nullcontext(TextFile(args.file))
-    return read_numbers(args.range, args.file)
+def _numbers(args: argparse.Namespace) -> Input:
+    """The numbers to sum: a range; a file, which the workers read themselves if they see it
+    (``--shared``, and always for `run`'s local workers), else this process ships its lines
+    unparsed; or the lines piped in."""
+    if args.range is not None:
+        return inclusive_range(*args.range)
+    if args.file not in (None, "-"):
+        return TextFile(args.file, shared=args.shared)
+    if args.file == "-" or not sys.stdin.isatty():
+        return TextStream(sys.stdin.buffer, "<stdin>")
+    raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
 
 
 def _call(settings: Settings, method: Callable[[Client], Awaitable[T]]) -> T:

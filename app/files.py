@@ -19,6 +19,7 @@ import io
 import itertools
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,13 +54,17 @@ class ByteRange:
 
 @dataclass(frozen=True, slots=True)
 class TextFile:
-    """A text file of one number per line, read by the workers themselves (by reference).
+    """A text file of one number per line.
 
-    The workers must see ``path`` as the submitter does: the same machine (as with
-    `chunksum run`), or the same path on a shared filesystem.
+    Args:
+        shared: the workers see ``path`` as the submitter does (the same machine, as with
+            `chunksum run`, or the same path on a shared filesystem), and read it themselves,
+            in byte ranges. False: the submitter reads it and ships its lines, unparsed, as
+            raw blocks (app.sources).
     """
 
     path: str
+    shared: bool = True
 
     def stamp(self) -> FileStamp:
         """Return the file's size and modification time; raise SettingsError if it is not
@@ -120,16 +125,23 @@ def sum_range(path: str, offset: int, length: int, stamp: FileStamp) -> tuple[Ex
         if end < stamp.size:
             end = _line_start(fd, end - 1, stamp.size)
         block = os.pread(fd, max(end - start, 0), start)
-        try:
-            return sum_lines(block, path)
-        except InvalidNumberError:  # numbered from the block's start: number it in the file
-            try:
-                sum_lines_exactly(block, path, first_line=_lines_before(fd, start) + 1)
-            except InvalidNumberError as exc:
-                raise FileInputError(str(exc)) from exc
-            raise  # pragma: no cover  # the same block fails the same way
+        return sum_block(block, path, lambda: _lines_before(fd, start) + 1)
     finally:
         os.close(fd)
+
+
+def sum_block(block: bytes, source: str, first_line: Callable[[], int]) -> tuple[ExactSum, int]:
+    """Sum a block of whole lines of ``source`` exactly, or raise FileInputError naming a
+    bad line by its number in ``source`` (``first_line()``: the block's first line's).
+    """
+    try:
+        return sum_lines(block, source)
+    except InvalidNumberError:  # numbered from the block's start: number it in the source
+        try:
+            sum_lines_exactly(block, source, first_line=first_line())
+        except InvalidNumberError as exc:
+            raise FileInputError(str(exc)) from exc
+        raise  # pragma: no cover  # the same block fails the same way
 
 
 def sum_lines(block: bytes, source: str) -> tuple[ExactSum, int]:

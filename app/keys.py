@@ -35,6 +35,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 DEFAULT_PREFIX = "chunksum"
 SUM_CHUNK_JOB = "sum_chunk"
 SUM_RANGE_JOB = "sum_range"  # a byte range of a file the workers read themselves
+SUM_TEXT_JOB = "sum_text"  # a block of lines of text the submitter ships unparsed
 
 
 @dataclass(frozen=True, slots=True)

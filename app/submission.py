@@ -11,21 +11,19 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
 from app import codec
-from app.chunking import Chunk, Numbers, plan
 from app.connection import LOST_REDIS, Backoff
-from app.errors import ChunkingError, RedisUnavailableError, RunFailedError, RunTimeoutError
+from app.errors import RedisUnavailableError, RunFailedError, RunTimeoutError
 from app.exact import ExactSum
-from app.files import ByteRange, TextFile, plan_ranges, range_job
-from app.keys import SUM_RANGE_JOB
 from app.lease import Lease
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
 from app.settings import Settings
+from app.sources import ChunkArgs, Input, plan_source
 
 Progress = Callable[[int, int | None], None]
 """Called with (chunks done, chunks in all, or None while a stream is still being read)."""
@@ -73,20 +71,6 @@ def lost_chunks(
     return [index for index, job, partial in found if not job and partial is None]
 
 
-def _file_plan(
-    source: TextFile, chunks: int | None, chunk_size: int | None, settings: Settings
-) -> tuple[int, Iterator[ByteRange], ChunkJob]:
-    """Plan a file read by reference: its byte ranges, and the job that sums each."""
-    if chunk_size is not None:
-        raise ChunkingError(
-            f"chunk_size={chunk_size} counts numbers, but a file read by reference is cut "
-            "into byte ranges: pass chunks= or set CHUNKSUM_CHUNK_BYTES"
-        )
-    stamp = source.stamp()
-    ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=settings.chunk_bytes)
-    return len(ranges), iter(ranges), ChunkJob(SUM_RANGE_JOB, range_job(source.path, stamp))
-
-
 class Submission:
     """The submitter's side of one run, from the first chunk enqueued to the stored total.
 
@@ -100,7 +84,7 @@ class Submission:
         queue: ChunkQueue,
         runs: RunStore,
         settings: Settings,
-        numbers: Numbers | TextFile,
+        numbers: Input,
         *,
         chunks: int | None = None,
         chunk_size: int | None = None,
@@ -111,18 +95,13 @@ class Submission:
         self.queue, self.runs, self.settings = queue, runs, settings
         self.redis = runs.redis  # the connection the run's writes go through
         self.run_id = uuid.uuid4().hex
-        self._job = job or ChunkJob()
-        # a file's numbers are counted by the workers that read them
-        self._counted_by_workers = isinstance(numbers, TextFile)
-        self.chunks: int | None  # None while a stream's length is unknown
-        self._items: Iterator[Chunk | ByteRange]
-        if isinstance(numbers, TextFile):
-            self.chunks, self._items, self._job = _file_plan(numbers, chunks, chunk_size, settings)
-        else:
-            planned = plan(
-                numbers, chunks=chunks, chunk_size=chunk_size, default_size=settings.chunk_size
-            )
-            self.chunks, self._items = planned.chunks, planned.items  # chunks None: a stream
+        self._source = plan_source(
+            numbers, chunks=chunks, chunk_size=chunk_size, settings=settings, job=job
+        )
+        self.chunks = self._source.chunks  # None while a stream's length is unknown
+        self._max_in_flight = min(
+            settings.max_in_flight, self._source.max_in_flight or settings.max_in_flight
+        )
         self._timeout_s = timeout
         self._deadline: float | None = None  # set as the run starts
         self._on_progress = on_progress
@@ -173,7 +152,7 @@ class Submission:
     async def _drive(self) -> None:
         exhausted = False
         while True:
-            free = self.settings.max_in_flight - len(self._pending)
+            free = self._max_in_flight - len(self._pending)
             if not exhausted and free > 0:
                 exhausted = await self._enqueue(free)
             elif not self._pending:
@@ -193,7 +172,7 @@ class Submission:
         count = size = 0
         indexes: list[int] = []
         started = time.monotonic()
-        for chunk in itertools.islice(self._items, wanted):  # one by one: numbers don't pile up
+        for chunk in itertools.islice(self._source.items, wanted):  # one by one: no pile-up
             size += self._add(pipe, chunk)
             indexes.append(chunk.index)
             count += 1
@@ -203,20 +182,16 @@ class Submission:
                 size, indexes, started = 0, [], time.monotonic()
         exhausted = count < wanted or self._sent == self.chunks
         if exhausted:
-            numbers = None if self._counted_by_workers else self._count
+            numbers = None if self._source.counted_by_workers else self._count
             self.runs.add_seal(pipe, self.run_id, chunks=self._sent, count=numbers)
         if indexes or exhausted or not self._created:
             await self._flush(pipe, indexes)
         return exhausted
 
-    def _add(self, pipe: Any, chunk: Chunk | ByteRange) -> int:
-        if isinstance(chunk, ByteRange):  # the worker reads its numbers, and counts them
-            own: dict[str, Any] = {"offset": chunk.offset, "length": chunk.length}
-        else:
-            own = {"parts": codec.encode_chunk(chunk.values, chunk.offset)}
-            self._count += len(chunk.values)
-        size = self.queue.add(pipe, self.run_id, chunk.index, own, self._job)
+    def _add(self, pipe: Any, chunk: ChunkArgs) -> int:
+        size = self.queue.add(pipe, self.run_id, chunk.index, chunk.args, self._source.job)
         self._pending.add(chunk.index)
+        self._count += chunk.count
         self._sent += 1
         return size
 
@@ -255,7 +230,7 @@ class Submission:
                 self._pending.remove(index)
                 self._total += ExactSum.from_wire(wire)
                 self._done += 1
-                if self._counted_by_workers:
+                if self._source.counted_by_workers:
                     self._count += count
             case ["finalised"]:
                 return False

@@ -23,12 +23,12 @@ from app.errors import (
     RunNotDoneError,
     WaitTimeoutError,
 )
-from app.files import TextFile
 from app.heartbeat import WorkerInfo, live_workers
 from app.keys import Keys
 from app.queue import ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
 from app.settings import Settings
+from app.sources import Input
 from app.submission import RECONNECT_S, WAIT_SLICE_S, Progress, RunResult, Submission
 
 NOT_OPEN = "the Client is not open: use `async with Client(settings) as client:`"
@@ -81,7 +81,7 @@ class Client:
 
     async def submit(
         self,
-        numbers: Numbers | TextFile,
+        numbers: Input,
         *,
         chunks: int | None = None,
         chunk_size: int | None = None,
@@ -183,7 +183,7 @@ class Client:
 
 
 async def submit(
-    numbers: Numbers | TextFile,
+    numbers: Input,
     *,
     chunks: int | None = None,
     chunk_size: int | None = None,
@@ -197,7 +197,8 @@ async def submit(
     Args:
         numbers: ints and/or floats: a list, tuple, range, NumPy array, or any iterable;
             iterables without a length are streamed, never held in memory in full. Or a
-            ``TextFile``: a file the workers read themselves, in byte ranges.
+            ``TextFile``: a file the workers read themselves, in byte ranges (or, with
+            ``shared=False``, that this process ships them unparsed); or a ``TextStream``.
         chunks: how many chunks to split a sized input (or a file) into (balanced sizes).
         chunk_size: how many numbers per chunk; default ``CHUNKSUM_CHUNK_SIZE``.
         timeout: seconds to wait for the whole run; then RunTimeoutError, and the run is

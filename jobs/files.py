@@ -1,11 +1,13 @@
-"""The file range job: read a byte range of a file, parse and sum it, record the partial."""
+"""The text jobs: sum a byte range of a file the worker reads itself, or a block of lines
+the submitter shipped; parse, sum exactly, record the partial."""
 
 import asyncio
 import time
 from typing import Any
 
+from app import codec
 from app.errors import FileInputError, PayloadError
-from app.files import FileStamp, sum_range
+from app.files import FileStamp, sum_block, sum_range
 from app.runs import RunStore
 from jobs.chunks import RUNS, fail, record, retry_or_fail
 
@@ -43,5 +45,26 @@ async def sum_file_range(
         raise
     except Exception as exc:
         await retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
+        raise
+    return await record(ctx, run_id, index, partial, count, started)
+
+
+async def sum_text(
+    ctx: dict[str, Any], *, run_id: str, index: int, text: object, first_line: int, source: str
+) -> bool:
+    """Sum a block of whole lines of ``source`` whose first is line ``first_line`` (the
+    submitter read them, unparsed); return False if the run already had this chunk.
+
+    A line that is not a number fails the run, naming ``source`` and the line's number.
+    """
+    started = time.perf_counter()
+    runs: RunStore = ctx[RUNS]
+    block = text.data if isinstance(text, codec.Packed) else text
+    if not isinstance(block, bytes) or not isinstance(first_line, int):
+        raise PayloadError(f"sum_text got a malformed block of run {run_id!r}")
+    try:
+        partial, count = await asyncio.to_thread(sum_block, block, source, lambda: first_line)
+    except FileInputError as exc:
+        await fail(runs, run_id, index, str(exc))
         raise
     return await record(ctx, run_id, index, partial, count, started)

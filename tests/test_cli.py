@@ -226,6 +226,7 @@ def test_unreachable_redis_fails_clearly(
     assert err.startswith(f"chunksum: error: cannot reach Redis at {url}")
 
 
+@pytest.mark.usefixtures("cli_worker")
 def test_bad_line_in_a_file_fails_with_its_line_number(
     cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -237,6 +238,7 @@ def test_bad_line_in_a_file_fails_with_its_line_number(
     assert f"line 4 of {numbers} is 'seven', not a number" in err
 
 
+@pytest.mark.usefixtures("cli_worker")
 def test_binary_file_fails_with_its_line_number(
     cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -254,7 +256,7 @@ def test_missing_file_fails_clearly(
     missing = tmp_path / "missing.txt"
     assert run_main("submit", "--file", str(missing), settings=cli_settings) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"chunksum: error: cannot read --file '{missing}' (No such file")
+    assert err.startswith(f"chunksum: error: cannot read '{missing}' (No such file")
 
 
 def test_zero_chunks_fails_clearly(

@@ -1,8 +1,10 @@
 """Tests for app.files and jobs.files: text files summed by reference, range by range."""
 
+import io
 import itertools
 import math
 import os
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,6 +23,14 @@ from app.errors import (
 )
 from app.exact import ExactSum
 from app.files import FileStamp, TextFile, plan_ranges, sum_lines, sum_range
+from app.settings import Settings
+from app.sources import (
+    TEXT_BLOCK_BYTES,
+    TEXT_IN_FLIGHT_BYTES,
+    TextStream,
+    plan_source,
+    text_blocks,
+)
 from app.submit import Client
 
 
@@ -204,3 +214,52 @@ def test_an_empty_file_sums_to_zero(tmp_path: Path) -> None:
     path.write_bytes(b"")
     assert sum_in_ranges(path, chunks=3) == (0, 0)
     assert os.path.getsize(path) == 0
+
+
+class TestTextBlocks:
+    """Text the workers can't see travels as raw blocks of whole lines."""
+
+    def test_blocks_end_at_a_newline_and_number_their_lines(self) -> None:
+        """Blocks hold whole lines (the last may lack its newline), each with the number of
+        its first line; a line longer than a block makes a longer block."""
+        text = b"1\n22\n333\n" + b"4" * 50 + b"\n5"
+        blocks = list(text_blocks(io.BytesIO(text), 4))
+        assert b"".join(block for _, block in blocks) == text
+        assert all(block.endswith(b"\n") for _, block in blocks[:-1])
+        assert [first for first, _ in blocks] == [1, 2, 3, 4, 5]
+        assert list(text_blocks(io.BytesIO(b""), 4)) == []
+
+    def test_raw_text_is_bounded_in_flight(self, tmp_path: Path) -> None:
+        """Raw text keeps at most TEXT_IN_FLIGHT_BYTES queued or running, whatever the
+        settings allow; chunk_size= and chunks= are refused for it."""
+        path = tmp_path / "numbers.txt"
+        path.write_text("1\n")
+        source = plan_source(
+            TextFile(str(path), shared=False), chunks=None, chunk_size=None, settings=Settings()
+        )
+        assert source.max_in_flight == TEXT_IN_FLIGHT_BYTES // TEXT_BLOCK_BYTES
+        assert source.counted_by_workers
+        stream = TextStream(io.BytesIO(b"1\n"), "t")
+        with pytest.raises(ChunkingError, match="needs a known length"):
+            plan_source(stream, chunks=2, chunk_size=None, settings=Settings())
+        with pytest.raises(ChunkingError, match="blocks of whole lines"):
+            plan_source(stream, chunks=None, chunk_size=2, settings=Settings())
+
+
+async def test_text_the_workers_cant_see_is_shipped_raw(
+    settings: Settings, redis: ArqRedis, worker: Worker, tmp_path: Path
+) -> None:
+    """A file with shared=False, or a stream, is read here and parsed by the workers, in
+    blocks: exact totals, numbers counted, a bad line named by its line in the whole text."""
+    numbers = [i * 104729 - 2**45 for i in range(3000)] + [2**80, -7]
+    path = tmp_path / "numbers.txt"
+    path.write_text("\n".join(map(str, numbers)) + "\n")
+    async with Client(replace(settings, chunk_bytes=1000)) as client:
+        result = await client.submit(TextFile(str(path), shared=False), timeout=30)
+        assert (result.total, result.count) == (sum(numbers), len(numbers))
+        assert result.chunks == -(-path.stat().st_size // 1000) or result.chunks > 1
+        piped = await client.submit(TextStream(io.BytesIO(b"0.5\n1\n\n2\n"), "<stdin>"), timeout=30)
+        assert (piped.total, piped.count) == (3.5, 3)
+        bad = io.BytesIO(b"1\n" * 2000 + b"two\n" + b"3\n" * 100)
+        with pytest.raises(RunFailedError, match="line 2001 of <stdin> is 'two'"):
+            await client.submit(TextStream(bad, "<stdin>"), timeout=30)

@@ -1,0 +1,149 @@
+"""What a submission's chunks come from, and the arq job that sums each.
+
+* numbers in memory or streamed (lists, ranges, arrays, generators): each chunk's numbers
+  travel packed (app.codec) to ``sum_chunk``;
+* a :class:`~app.files.TextFile` the workers see: each chunk is a byte range they read
+  themselves (``sum_file_range``); no number passes through the submitter or Redis;
+* text the workers can't see (:class:`TextStream`: a pipe, stdin, a file with
+  ``shared=False``): the submitter reads blocks of whole lines without parsing them and
+  ships the raw bytes (``sum_text``); the workers parse. At most ``TEXT_IN_FLIGHT_BYTES`` of
+  it are queued or running at once, which bounds Redis's growth.
+
+The workers count the numbers of a file or a text themselves; a submitter counts its own.
+"""
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from app import codec
+from app.chunking import Numbers, plan
+from app.errors import ChunkingError
+from app.files import FileStamp, TextFile, plan_ranges, range_job
+from app.keys import SUM_RANGE_JOB, SUM_TEXT_JOB
+from app.queue import ChunkJob
+from app.settings import Settings
+
+TEXT_IN_FLIGHT_BYTES = 64 << 20  # raw text queued or running at once, across its chunks
+TEXT_BLOCK_BYTES = 4 << 20  # raw text per chunk, at most (a longer line makes a longer one)
+
+
+@dataclass(frozen=True, slots=True)
+class TextStream:
+    """Text of one number per line that the submitter reads and ships to the workers as
+    raw blocks of whole lines (they parse it): a pipe, stdin, any binary file object.
+
+    Args:
+        name: names the text in errors, e.g. ``<stdin>`` or a path.
+    """
+
+    stream: BinaryIO
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkArgs:
+    """One chunk as its job gets it: its index, its own job arguments, and how many numbers
+    it holds (0 where the workers count them)."""
+
+    index: int
+    args: dict[str, Any]
+    count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A submission's chunks, planned but not yet read."""
+
+    chunks: int | None  # None while a stream's length is unknown
+    items: Iterator[ChunkArgs]
+    job: ChunkJob
+    counted_by_workers: bool = False
+    max_in_flight: int | None = None  # tighter than the settings' (raw text: bytes)
+
+
+Input = Numbers | TextFile | TextStream
+"""Anything :func:`app.submit.submit` sums."""
+
+
+def plan_source(
+    numbers: Input,
+    *,
+    chunks: int | None,
+    chunk_size: int | None,
+    settings: Settings,
+    job: ChunkJob | None = None,
+) -> Source:
+    """Plan the chunks of ``numbers``; raise ChunkingError or SettingsError before any
+    is read.
+
+    Args:
+        job: the job that sums numbers in memory (default ``sum_chunk``; the bench's differs).
+    """
+    if isinstance(numbers, TextFile) and numbers.shared:
+        _no_chunk_size(chunk_size, "a file read by reference is cut into byte ranges")
+        stamp = numbers.stamp()
+        ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=settings.chunk_bytes)
+        items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
+        return Source(len(ranges), items, _range_job(numbers, stamp), counted_by_workers=True)
+    if isinstance(numbers, TextFile | TextStream):
+        _no_chunk_size(chunk_size, "text is cut into blocks of whole lines")
+        if chunks is not None:
+            raise ChunkingError("chunks= needs a known length; text is streamed in blocks")
+        return _text_source(numbers, min(settings.chunk_bytes, TEXT_BLOCK_BYTES))
+    planned = plan(numbers, chunks=chunks, chunk_size=chunk_size, default_size=settings.chunk_size)
+    items = (
+        ChunkArgs(c.index, {"parts": codec.encode_chunk(c.values, c.offset)}, len(c.values))
+        for c in planned.items
+    )
+    return Source(planned.chunks, items, job or ChunkJob())
+
+
+def text_blocks(stream: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """Yield (number of its first line, block) for blocks of whole lines of ``stream``, each
+    about ``block_bytes`` (a block ends at its last newline; a final line may have none)."""
+    first_line, rest = 1, b""
+    while read := stream.read(block_bytes):
+        data = rest + read
+        cut = data.rfind(b"\n") + 1
+        if not cut:  # one line longer than a block: read on
+            rest = data
+            continue
+        block, rest = data[:cut], data[cut:]
+        yield first_line, block
+        first_line += block.count(b"\n")
+    if rest:
+        yield first_line, rest
+
+
+def _text_source(text: TextFile | TextStream, block_bytes: int) -> Source:
+    if isinstance(text, TextFile):
+        text.stamp()  # a clear error now for a missing file (it is opened once read)
+
+    def items() -> Iterator[ChunkArgs]:
+        with contextlib.ExitStack() as stack:
+            stream: BinaryIO
+            if isinstance(text, TextFile):
+                stream, name = stack.enter_context(open(text.path, "rb")), text.path
+            else:
+                stream, name = text.stream, text.name
+            for index, (first_line, block) in enumerate(text_blocks(stream, block_bytes)):
+                args = {"text": codec.Packed(block), "first_line": first_line, "source": name}
+                yield ChunkArgs(index, args)
+
+    in_flight = max(1, TEXT_IN_FLIGHT_BYTES // block_bytes)
+    job = ChunkJob(SUM_TEXT_JOB)
+    return Source(None, items(), job, counted_by_workers=True, max_in_flight=in_flight)
+
+
+def _range_job(text: TextFile, stamp: FileStamp) -> ChunkJob:
+    return ChunkJob(SUM_RANGE_JOB, range_job(text.path, stamp))
+
+
+def _no_chunk_size(chunk_size: int | None, why: str) -> None:
+    if chunk_size is not None:
+        raise ChunkingError(
+            f"chunk_size={chunk_size} counts numbers, but {why}: pass chunks= (a file read "
+            "by reference) or set CHUNKSUM_CHUNK_BYTES"
+        )
