@@ -20,7 +20,15 @@ from arq.worker import Worker
 from app import codec
 from app.errors import PayloadError, RunFailedError
 from app.exact import ExactSum
-from app.keys import SUM_CHUNK_JOB, SUM_RANGE_JOB, Keys, arq_in_progress_key, arq_job_key, job_id
+from app.keys import (
+    SUM_CHUNK_JOB,
+    SUM_RANGE_JOB,
+    SUM_TEXT_JOB,
+    Keys,
+    arq_in_progress_key,
+    arq_job_key,
+    job_id,
+)
 from app.runs import EndResult, RunStore, Status
 from app.settings import Settings
 from app.submit import Client
@@ -343,7 +351,8 @@ def test_worker_settings_module_is_what_arq_needs() -> None:
     assert {"functions", "queue_name", "redis_settings", "job_deserializer"} <= set(settings)
     own: Settings = settings["ctx"]["settings"]
     assert settings["queue_name"] == Keys(own.key_prefix).queue
-    assert [function.name for function in settings["functions"]] == [SUM_CHUNK_JOB, SUM_RANGE_JOB]
+    jobs = [function.name for function in settings["functions"]]
+    assert jobs == [SUM_CHUNK_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB]
     assert settings["job_deserializer"] is codec.loads
 
 

@@ -236,6 +236,7 @@ async def measure_text_file(client: Client, text: TextWorkload, repeat: int) -> 
         result = await client.submit(TextFile(str(text.path)), timeout=RUN_TIMEOUT_S)
         return result.total
 
+    await run()  # warm-up: each worker imports its parser (polars) on its first range
     timing = await measure(run, lambda total: same(total, text.expected), repeat=repeat)
     return replace(timing, extra={"numbers": text.count, "file_mb": text.size_mb})
 
