@@ -1,6 +1,7 @@
 """chunksum: exact, distributed sums on arq workers, with totals stored in Redis."""
 
 from app.allocator import tune_allocator
+from app.arrays import NpyFile
 from app.errors import (
     ChunkingError,
     ChunksumError,
@@ -24,6 +25,7 @@ __all__ = [
     "ChunksumError",
     "Client",
     "InvalidNumberError",
+    "NpyFile",
     "RedisUnavailableError",
     "RunFailedError",
     "RunNotDoneError",

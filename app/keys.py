@@ -36,6 +36,7 @@ DEFAULT_PREFIX = "chunksum"
 SUM_CHUNK_JOB = "sum_chunk"
 SUM_RANGE_JOB = "sum_range"  # a byte range of a file the workers read themselves
 SUM_TEXT_JOB = "sum_text"  # a block of lines of text the submitter ships unparsed
+SUM_NPY_JOB = "sum_npy_slice"  # a slice of a .npy array the workers map themselves
 
 
 @dataclass(frozen=True, slots=True)

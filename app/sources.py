@@ -4,6 +4,8 @@
   travel packed (app.codec) to ``sum_chunk``;
 * a :class:`~app.files.TextFile` the workers see: each chunk is a byte range they read
   themselves (``sum_file_range``); no number passes through the submitter or Redis;
+* a :class:`~app.arrays.NpyFile` the workers see: each chunk is a slice of the array,
+  which they memory-map (``sum_npy_slice``);
 * text the workers can't see (:class:`TextStream`: a pipe, stdin, a file with
   ``shared=False``): the submitter reads blocks of whole lines without parsing them and
   ships the raw bytes (``sum_text``); the workers parse. At most ``TEXT_IN_FLIGHT_BYTES`` of
@@ -13,15 +15,17 @@ The workers count the numbers of a file or a text themselves; a submitter counts
 """
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from app import codec
+from app.arrays import NpyFile
 from app.chunking import Numbers, plan
 from app.errors import ChunkingError
 from app.files import FileStamp, TextFile, plan_ranges, range_job
-from app.keys import SUM_RANGE_JOB, SUM_TEXT_JOB
+from app.keys import SUM_NPY_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
 from app.queue import ChunkJob
 from app.settings import Settings
 
@@ -63,7 +67,7 @@ class Source:
     max_in_flight: int | None = None  # tighter than the settings' (raw text: bytes)
 
 
-Input = Numbers | TextFile | TextStream
+Input = Numbers | TextFile | TextStream | NpyFile
 """Anything :func:`app.submit.submit` sums."""
 
 
@@ -87,6 +91,9 @@ def plan_source(
         ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=settings.chunk_bytes)
         items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
         return Source(len(ranges), items, _range_job(numbers, stamp), counted_by_workers=True)
+    if isinstance(numbers, NpyFile):
+        _no_chunk_size(chunk_size, "an array file is cut into slices of its memory")
+        return _npy_source(numbers, chunks, settings.chunk_bytes)
     if isinstance(numbers, TextFile | TextStream):
         _no_chunk_size(chunk_size, "text is cut into blocks of whole lines")
         if chunks is not None:
@@ -135,6 +142,21 @@ def _text_source(text: TextFile | TextStream, block_bytes: int) -> Source:
     in_flight = max(1, TEXT_IN_FLIGHT_BYTES // block_bytes)
     job = ChunkJob(SUM_TEXT_JOB)
     return Source(None, items(), job, counted_by_workers=True, max_in_flight=in_flight)
+
+
+def _npy_source(array: NpyFile, chunks: int | None, chunk_bytes: int) -> Source:
+    stamp, dtype, size, offset = array.header()
+    # elements per slice, so that a slice holds about chunk_bytes
+    slices = plan_ranges(size, chunks=chunks, chunk_bytes=max(1, chunk_bytes // dtype.itemsize))
+    items = (ChunkArgs(r.index, {"start": r.offset, "stop": r.offset + r.length}) for r in slices)
+    shared = {
+        "path": os.path.abspath(array.path),
+        "dtype": dtype.str,
+        "offset": offset,
+        "size": stamp.size,
+        "mtime_ns": stamp.mtime_ns,
+    }
+    return Source(len(slices), items, ChunkJob(SUM_NPY_JOB, shared), counted_by_workers=True)
 
 
 def _range_job(text: TextFile, stamp: FileStamp) -> ChunkJob:

@@ -1,11 +1,12 @@
-"""The text jobs: sum a byte range of a file the worker reads itself, or a block of lines
-the submitter shipped; parse, sum exactly, record the partial."""
+"""The file jobs: sum a byte range of a text file or a slice of a ``.npy`` array that the
+worker reads itself, or a block of lines the submitter shipped; record the partial."""
 
 import asyncio
 import time
 from typing import Any
 
 from app import codec
+from app.arrays import sum_slice
 from app.errors import FileInputError, PayloadError
 from app.files import FileStamp, sum_block, sum_range
 from app.runs import RunStore
@@ -64,6 +65,32 @@ async def sum_text(
         raise PayloadError(f"sum_text got a malformed block of run {run_id!r}")
     try:
         partial, count = await asyncio.to_thread(sum_block, block, source, lambda: first_line)
+    except FileInputError as exc:
+        await fail(runs, run_id, index, str(exc))
+        raise
+    return await record(ctx, run_id, index, partial, count, started)
+
+
+async def sum_npy_slice(
+    ctx: dict[str, Any],
+    *,
+    run_id: str,
+    index: int,
+    path: str,
+    dtype: str,
+    offset: int,
+    start: int,
+    stop: int,
+    size: int,
+    mtime_ns: int,
+) -> bool:
+    """Sum elements ``[start, stop)`` of the ``.npy`` array at ``path`` (of ``dtype``, its
+    data from ``offset``); a file gone or changed fails the run."""
+    started = time.perf_counter()
+    runs: RunStore = ctx[RUNS]
+    stamp = FileStamp(size, mtime_ns)
+    try:
+        partial, count = await asyncio.to_thread(sum_slice, path, dtype, offset, start, stop, stamp)
     except FileInputError as exc:
         await fail(runs, run_id, index, str(exc))
         raise
