@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from app import display
+from app import arrays, display
 from app.allocator import tune_allocator
+from app.arrays import NpyFile
 from app.bench import cli as bench_cli
 from app.errors import ChunksumError, WaitTimeoutError
 from app.files import TextFile
@@ -153,6 +154,12 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="fail the run if it takes longer (default: wait)",
     )
+    parser.add_argument(
+        "--format",
+        choices=["lines", "npy"],
+        help="--file's format: one number per line, or a NumPy .npy array (default: from "
+        "its extension)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -218,10 +225,16 @@ def _numbers(args: argparse.Namespace) -> Input:
     if args.range is not None:
         return inclusive_range(*args.range)
     if args.file not in (None, "-"):
+        if (args.format or _format_of(args.file)) == "npy":
+            return NpyFile(args.file) if args.shared else arrays.load(args.file)
         return TextFile(args.file, shared=args.shared)
     if args.file == "-" or not sys.stdin.isatty():
         return TextStream(sys.stdin.buffer, "<stdin>")
     raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
+
+
+def _format_of(path: str) -> str:
+    return "npy" if path.lower().endswith(".npy") else "lines"
 
 
 def _call(settings: Settings, method: Callable[[Client], Awaitable[T]]) -> T:

@@ -183,7 +183,7 @@ def _parse_column(block: bytes, kind: str) -> Any:
             separator="\x1f",
             quote_char=None,
         )["x"]
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError):
+    except pl.exceptions.PolarsError:  # not numbers (or not one a line): the line parser says
         return None
     return column.drop_nulls().to_numpy()
 

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -15,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import psutil  # type: ignore[import-untyped]  # psutil ships no type stubs
 import pytest
 from redis import Redis
@@ -430,3 +432,22 @@ def test_submit_shared_file_is_read_by_the_workers(
     expected = sum(range(-500, 2000)) + 2**70
     assert (submitted["total"], submitted["count"]) == (str(expected), 2501)
     assert submitted["chunks"] == -(-numbers.stat().st_size // 1000)
+
+
+@pytest.mark.usefixtures("cli_worker")
+def test_npy_files_are_summed_shared_or_sent(
+    cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .npy --file is an array: the workers map it (--shared) or this process sends its
+    numbers; --format lines reads the same file as text, and fails naming a line."""
+    path = tmp_path / "numbers.npy"
+    np.save(path, np.arange(-(2**40), -(2**40) + 5000, dtype=np.int64))
+    expected = sum(range(-(2**40), -(2**40) + 5000))
+    for shared in (("--shared",), ()):
+        args = ("submit", "--file", str(path), *shared, "--json", "--timeout", "30")
+        assert run_main(*args, settings=cli_settings) == 0
+        submitted = json.loads(capsys.readouterr().out)
+        assert (submitted["total"], submitted["count"]) == (expected, 5000)
+    args = ("submit", "--file", str(path), "--format", "lines", "--quiet", "--timeout", "30")
+    assert run_main(*args, settings=cli_settings) == 1
+    assert re.search(rf"line \d+ of {re.escape(str(path))} is ", capsys.readouterr().err)

@@ -132,7 +132,9 @@ class TestSumLines:
         assert type(total.value()) is type(expected)
         assert total.value() == expected
 
-    @pytest.mark.parametrize("text", [b"1\n0x10\n", b"1\nNaN?\n", b"1\n\xff\n", b"1\n1,2\n"])
+    @pytest.mark.parametrize(
+        "text", [b"1\n0x10\n", b"1\nNaN?\n", b"1\n\xff\n", b"1\n1,2\n", b"1\n2\x1f3\n"]
+    )
     def test_a_line_that_is_not_a_number_is_refused(self, text: bytes) -> None:
         """Text that Python's int() and float() refuse fails, naming its line."""
         with pytest.raises(InvalidNumberError, match="line 2 of f is"):
