@@ -10,18 +10,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from app import arrays, display
+from app import display
 from app.allocator import tune_allocator
-from app.arrays import NpyFile
 from app.bench import cli as bench_cli
 from app.errors import ChunksumError, WaitTimeoutError
-from app.files import TextFile
-from app.inputs import inclusive_range
 from app.keys import Keys
 from app.redis_server import redis_for
 from app.runs import RunStatus, Status
 from app.settings import Settings
-from app.sources import Input, TextStream
+from app.sources import command_line_input
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
 
@@ -202,7 +199,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     if args.chunk_bytes is not None:
         settings = replace(settings, chunk_bytes=args.chunk_bytes)
-    numbers = _numbers(args)
+    numbers = command_line_input(args.range, args.file, shared=args.shared, form=args.format)
     with display.chunk_progress(show_progress) as progress:
         result = _call(
             settings,
@@ -216,25 +213,6 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         )
     display.print_result(result, as_json=args.json)
     return 0
-
-
-def _numbers(args: argparse.Namespace) -> Input:
-    """The numbers to sum: a range; a file, which the workers read themselves if they see it
-    (``--shared``, and always for `run`'s local workers), else this process ships its lines
-    unparsed; or the lines piped in."""
-    if args.range is not None:
-        return inclusive_range(*args.range)
-    if args.file not in (None, "-"):
-        if (args.format or _format_of(args.file)) == "npy":
-            return NpyFile(args.file) if args.shared else arrays.load(args.file)
-        return TextFile(args.file, shared=args.shared)
-    if args.file == "-" or not sys.stdin.isatty():
-        return TextStream(sys.stdin.buffer, "<stdin>")
-    raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
-
-
-def _format_of(path: str) -> str:
-    return "npy" if path.lower().endswith(".npy") else "lines"
 
 
 def _call(settings: Settings, method: Callable[[Client], Awaitable[T]]) -> T:

@@ -16,15 +16,17 @@ The workers count the numbers of a file or a text themselves; a submitter counts
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from app import codec
+from app import arrays, codec
 from app.arrays import NpyFile
 from app.chunking import Numbers, plan
-from app.errors import ChunkingError
+from app.errors import ChunkingError, ChunksumError
 from app.files import FileStamp, TextFile, plan_ranges, range_job
+from app.inputs import inclusive_range
 from app.keys import SUM_NPY_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
 from app.queue import ChunkJob
 from app.settings import Settings
@@ -105,6 +107,26 @@ def plan_source(
         for c in planned.items
     )
     return Source(planned.chunks, items, job or ChunkJob())
+
+
+def command_line_input(
+    first_last: tuple[int, int] | None, path: str | None, *, shared: bool, form: str | None
+) -> Input:
+    """Return what `chunksum run`/`submit` sum: ``--range``; ``--file``, read by the workers
+    if they see it (``shared``), else by this process; or the lines piped in.
+
+    Args:
+        form: ``--format``: ``lines`` or ``npy``; None: from the file's extension.
+    """
+    if first_last is not None:
+        return inclusive_range(*first_last)
+    if path not in (None, "-"):
+        if (form or ("npy" if path.lower().endswith(".npy") else "lines")) == "npy":
+            return NpyFile(path) if shared else arrays.load(path)
+        return TextFile(path, shared=shared)
+    if path == "-" or not sys.stdin.isatty():
+        return TextStream(sys.stdin.buffer, "<stdin>")
+    raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
 
 
 def text_blocks(stream: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes]]:
