@@ -15,6 +15,7 @@ from app.errors import (
     WaitTimeoutError,
 )
 from app.files import TextFile
+from app.parquet import ParquetColumn
 from app.runs import RunStatus, Status
 from app.settings import Settings
 from app.sources import TextStream
@@ -26,6 +27,7 @@ __all__ = [
     "Client",
     "InvalidNumberError",
     "NpyFile",
+    "ParquetColumn",
     "RedisUnavailableError",
     "RunFailedError",
     "RunNotDoneError",

@@ -153,10 +153,11 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=["lines", "npy"],
-        help="--file's format: one number per line, or a NumPy .npy array (default: from "
-        "its extension)",
+        choices=["lines", "npy", "parquet"],
+        help="--file's format: one number per line, a NumPy .npy array, a Parquet file "
+        "(default: from its extension)",
     )
+    parser.add_argument("--column", metavar="NAME", help="a Parquet file's column to sum")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -199,7 +200,9 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     if args.chunk_bytes is not None:
         settings = replace(settings, chunk_bytes=args.chunk_bytes)
-    numbers = command_line_input(args.range, args.file, shared=args.shared, form=args.format)
+    numbers = command_line_input(
+        args.range, args.file, shared=args.shared, form=args.format, column=args.column
+    )
     with display.chunk_progress(show_progress) as progress:
         result = _call(
             settings,

@@ -37,6 +37,7 @@ SUM_CHUNK_JOB = "sum_chunk"
 SUM_RANGE_JOB = "sum_range"  # a byte range of a file the workers read themselves
 SUM_TEXT_JOB = "sum_text"  # a block of lines of text the submitter ships unparsed
 SUM_NPY_JOB = "sum_npy_slice"  # a slice of a .npy array the workers map themselves
+SUM_PARQUET_JOB = "sum_parquet_row_group"  # a row group of a Parquet column
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@
   themselves (``sum_file_range``); no number passes through the submitter or Redis;
 * a :class:`~app.arrays.NpyFile` the workers see: each chunk is a slice of the array,
   which they memory-map (``sum_npy_slice``);
+* a :class:`~app.parquet.ParquetColumn` the workers see: each chunk is a row group of the
+  column (``sum_parquet_row_group``);
 * text the workers can't see (:class:`TextStream`: a pipe, stdin, a file with
   ``shared=False``): the submitter reads blocks of whole lines without parsing them and
   ships the raw bytes (``sum_text``); the workers parse. At most ``TEXT_IN_FLIGHT_BYTES`` of
@@ -27,10 +29,12 @@ from app.chunking import Numbers, plan
 from app.errors import ChunkingError, ChunksumError
 from app.files import FileStamp, TextFile, plan_ranges, range_job
 from app.inputs import inclusive_range
-from app.keys import SUM_NPY_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
+from app.keys import SUM_NPY_JOB, SUM_PARQUET_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
+from app.parquet import ParquetColumn, load_column
 from app.queue import ChunkJob
 from app.settings import Settings
 
+FORMATS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}  # by extension
 TEXT_IN_FLIGHT_BYTES = 64 << 20  # raw text queued or running at once, across its chunks
 TEXT_BLOCK_BYTES = 4 << 20  # raw text per chunk, at most (a longer line makes a longer one)
 
@@ -69,7 +73,7 @@ class Source:
     max_in_flight: int | None = None  # tighter than the settings' (raw text: bytes)
 
 
-Input = Numbers | TextFile | TextStream | NpyFile
+Input = Numbers | TextFile | TextStream | NpyFile | ParquetColumn
 """Anything :func:`app.submit.submit` sums."""
 
 
@@ -96,6 +100,11 @@ def plan_source(
     if isinstance(numbers, NpyFile):
         _no_chunk_size(chunk_size, "an array file is cut into slices of its memory")
         return _npy_source(numbers, chunks, settings.chunk_bytes)
+    if isinstance(numbers, ParquetColumn):
+        _no_chunk_size(chunk_size, "a Parquet file's chunks are its row groups")
+        if chunks is not None:
+            raise ChunkingError("chunks= is not for Parquet files: their row groups are the chunks")
+        return _parquet_source(numbers)
     if isinstance(numbers, TextFile | TextStream):
         _no_chunk_size(chunk_size, "text is cut into blocks of whole lines")
         if chunks is not None:
@@ -110,19 +119,30 @@ def plan_source(
 
 
 def command_line_input(
-    first_last: tuple[int, int] | None, path: str | None, *, shared: bool, form: str | None
+    first_last: tuple[int, int] | None,
+    path: str | None,
+    *,
+    shared: bool,
+    form: str | None,
+    column: str | None = None,
 ) -> Input:
     """Return what `chunksum run`/`submit` sum: ``--range``; ``--file``, read by the workers
     if they see it (``shared``), else by this process; or the lines piped in.
 
     Args:
-        form: ``--format``: ``lines`` or ``npy``; None: from the file's extension.
+        form: ``--format``: ``lines``, ``npy`` or ``parquet``; None: from the extension.
+        column: ``--column``, a Parquet file's column.
     """
     if first_last is not None:
         return inclusive_range(*first_last)
     if path not in (None, "-"):
-        if (form or ("npy" if path.lower().endswith(".npy") else "lines")) == "npy":
-            return NpyFile(path) if shared else arrays.load(path)
+        match form or FORMATS.get(os.path.splitext(path)[1].lower(), "lines"):
+            case "npy":
+                return NpyFile(path) if shared else arrays.load(path)
+            case "parquet":
+                if column is None:
+                    raise ChunksumError(f"{path!r} is a Parquet file: name its --column")
+                return ParquetColumn(path, column) if shared else load_column(path, column)
         return TextFile(path, shared=shared)
     if path == "-" or not sys.stdin.isatty():
         return TextStream(sys.stdin.buffer, "<stdin>")
@@ -179,6 +199,18 @@ def _npy_source(array: NpyFile, chunks: int | None, chunk_bytes: int) -> Source:
         "mtime_ns": stamp.mtime_ns,
     }
     return Source(len(slices), items, ChunkJob(SUM_NPY_JOB, shared), counted_by_workers=True)
+
+
+def _parquet_source(column: ParquetColumn) -> Source:
+    stamp, groups = column.plan()
+    shared = {
+        "path": os.path.abspath(column.path),
+        "column": column.column,
+        "size": stamp.size,
+        "mtime_ns": stamp.mtime_ns,
+    }
+    items = (ChunkArgs(group, {"group": group}) for group in range(groups))
+    return Source(groups, items, ChunkJob(SUM_PARQUET_JOB, shared), counted_by_workers=True)
 
 
 def _range_job(text: TextFile, stamp: FileStamp) -> ChunkJob:

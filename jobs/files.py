@@ -9,6 +9,7 @@ from app import codec
 from app.arrays import sum_slice
 from app.errors import FileInputError, PayloadError
 from app.files import FileStamp, sum_block, sum_range
+from app.parquet import sum_row_group
 from app.runs import RunStore
 from jobs.chunks import RUNS, fail, record, retry_or_fail
 
@@ -91,6 +92,30 @@ async def sum_npy_slice(
     stamp = FileStamp(size, mtime_ns)
     try:
         partial, count = await asyncio.to_thread(sum_slice, path, dtype, offset, start, stop, stamp)
+    except FileInputError as exc:
+        await fail(runs, run_id, index, str(exc))
+        raise
+    return await record(ctx, run_id, index, partial, count, started)
+
+
+async def sum_parquet_row_group(
+    ctx: dict[str, Any],
+    *,
+    run_id: str,
+    index: int,
+    path: str,
+    column: str,
+    group: int,
+    size: int,
+    mtime_ns: int,
+) -> bool:
+    """Sum row group ``group`` of ``column`` of the Parquet file at ``path``; a file gone or
+    changed fails the run."""
+    started = time.perf_counter()
+    runs: RunStore = ctx[RUNS]
+    stamp = FileStamp(size, mtime_ns)
+    try:
+        partial, count = await asyncio.to_thread(sum_row_group, path, column, group, stamp)
     except FileInputError as exc:
         await fail(runs, run_id, index, str(exc))
         raise

@@ -18,7 +18,9 @@ from typing import Any, cast
 
 import numpy as np
 import psutil  # type: ignore[import-untyped]  # psutil ships no type stubs
+import pyarrow as pa
 import pytest
+from pyarrow import parquet
 from redis import Redis
 
 from app.cli import main
@@ -451,3 +453,21 @@ def test_npy_files_are_summed_shared_or_sent(
     args = ("submit", "--file", str(path), "--format", "lines", "--quiet", "--timeout", "30")
     assert run_main(*args, settings=cli_settings) == 1
     assert re.search(rf"line \d+ of {re.escape(str(path))} is ", capsys.readouterr().err)
+
+
+@pytest.mark.usefixtures("cli_worker")
+def test_parquet_column_by_reference_or_sent(
+    cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .parquet --file sums its --column: read by the workers with --shared, else sent by
+    this process; without --column it fails, saying to name one."""
+    path = tmp_path / "t.parquet"
+    values = list(range(-3000, 7000))
+    parquet.write_table(pa.table({"x": values}), path, row_group_size=1000)
+    for shared in (("--shared",), ()):
+        args = ("submit", "--file", str(path), "--column", "x", *shared, "--json")
+        assert run_main(*args, "--timeout", "30", settings=cli_settings) == 0
+        submitted = json.loads(capsys.readouterr().out)
+        assert (submitted["total"], submitted["count"]) == (sum(values), len(values))
+    assert run_main("submit", "--file", str(path), settings=cli_settings) == 1
+    assert "is a Parquet file: name its --column" in capsys.readouterr().err
