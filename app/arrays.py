@@ -5,15 +5,14 @@ enqueues one job per slice of elements; a worker maps just its slice's bytes and
 exactly. Slices are of the array's memory, whatever its shape or order: a sum doesn't care.
 """
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from app.errors import FileInputError, InvalidNumberError, SettingsError
+from app.errors import InvalidNumberError, SettingsError
 from app.exact import ExactSum
-from app.files import FileStamp, TextFile
+from app.files import FileStamp, stamp_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +27,7 @@ class NpyFile:
     def header(self) -> tuple[FileStamp, np.dtype[Any], int, int]:
         """Return the file's stamp, dtype, element count and data offset; raise SettingsError
         if it is not a readable ``.npy`` file of numbers chunksum sums exactly."""
-        stamp = TextFile(self.path).stamp()
+        stamp = stamp_of(self.path)
         try:  # maps nothing yet: reads the header (allow_pickle=False: never unpickles)
             array = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:
@@ -56,15 +55,7 @@ def sum_slice(
 ) -> tuple[ExactSum, int]:
     """Sum elements ``[start, stop)`` of the array whose data starts at ``offset``; return
     the exact sum and the count. Raise FileInputError if the file is gone or changed."""
-    try:
-        seen = os.stat(path)
-    except OSError as exc:
-        raise FileInputError(f"a worker cannot read {path!r} ({exc.strerror})") from exc
-    if (seen.st_size, seen.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
-        raise FileInputError(
-            f"{path!r} changed after the run was submitted (its size or modification time "
-            "differs); sum it again once it no longer changes"
-        )
+    stamp.check(path)
     kind = np.dtype(dtype)
     if start == stop:
         return ExactSum(), 0

@@ -42,6 +42,18 @@ class FileStamp:
     size: int
     mtime_ns: int
 
+    def check(self, path: str) -> None:
+        """Raise FileInputError if the file at ``path`` is gone, or not as stamped."""
+        try:
+            seen = os.stat(path)
+        except OSError as exc:
+            raise FileInputError(f"a worker cannot read {path!r} ({exc.strerror})") from exc
+        if (seen.st_size, seen.st_mtime_ns) != (self.size, self.mtime_ns):
+            raise FileInputError(
+                f"{path!r} changed after the run was submitted (its size or modification "
+                "time differs); sum it again once it no longer changes"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class ByteRange:
@@ -67,18 +79,21 @@ class TextFile:
     shared: bool = True
 
     def stamp(self) -> FileStamp:
-        """Return the file's size and modification time; raise SettingsError if it is not
-        a readable regular file."""
-        try:
-            info = os.stat(self.path)
-            if not stat.S_ISREG(info.st_mode):
-                raise SettingsError(f"{self.path!r} is not a regular file; give a text file")
-            os.close(os.open(self.path, os.O_RDONLY))
-        except OSError as exc:
-            raise SettingsError(
-                f"cannot read {self.path!r} ({exc.strerror}); give a readable text file"
-            ) from exc
-        return FileStamp(info.st_size, info.st_mtime_ns)
+        """Return the file's size and modification time (see :func:`stamp_of`)."""
+        return stamp_of(self.path)
+
+
+def stamp_of(path: str) -> FileStamp:
+    """Return a file's size and modification time, as the submitter sees them; raise
+    SettingsError if it is not a readable regular file."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise SettingsError(f"{path!r} is not a regular file; give a file of numbers")
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path!r} ({exc.strerror}); give a readable file") from exc
+    return FileStamp(info.st_size, info.st_mtime_ns)
 
 
 def plan_ranges(size: int, *, chunks: int | None, chunk_bytes: int) -> list[ByteRange]:
@@ -109,17 +124,12 @@ def sum_range(path: str, offset: int, length: int, stamp: FileStamp) -> tuple[Ex
         FileInputError: the file is gone, unreadable, changed since ``stamp``, or holds a
             line that is not a number (named by its line number in the whole file).
     """
+    stamp.check(path)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise FileInputError(f"a worker cannot read {path!r} ({exc.strerror})") from exc
     try:
-        seen = os.fstat(fd)
-        if (seen.st_size, seen.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
-            raise FileInputError(
-                f"{path!r} changed after the run was submitted (its size or modification "
-                "time differs); sum it again once it no longer changes"
-            )
         start = offset if offset == 0 else _line_start(fd, offset - 1, stamp.size)
         end = min(offset + length, stamp.size)
         if end < stamp.size:

@@ -5,15 +5,14 @@ chunk, which a worker reads (pyarrow, the ``parquet`` extra) and sums exactly. N
 skipped, as SQL's ``sum`` skips them, and not counted.
 """
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from app.errors import FileInputError, InvalidNumberError, SettingsError
+from app.errors import InvalidNumberError, SettingsError
 from app.exact import ExactSum
-from app.files import FileStamp, TextFile
+from app.files import FileStamp, stamp_of
 
 NUMERIC_KINDS = "biuf"  # NumPy kinds of the Arrow types summed exactly: bool, int, uint, float
 
@@ -31,7 +30,7 @@ class ParquetColumn:
     def plan(self) -> tuple[FileStamp, int]:
         """Return the file's stamp and its number of row groups; raise SettingsError if it
         is not a readable Parquet file with that column of numbers."""
-        stamp = TextFile(self.path).stamp()
+        stamp = stamp_of(self.path)
         parquet = _pyarrow_parquet()
         try:
             meta = parquet.ParquetFile(self.path).metadata
@@ -56,15 +55,7 @@ class ParquetColumn:
 def sum_row_group(path: str, column: str, group: int, stamp: FileStamp) -> tuple[ExactSum, int]:
     """Sum row group ``group`` of the column exactly; return the sum and how many values
     (nulls skipped). Raise FileInputError if the file is gone or changed."""
-    try:
-        seen = os.stat(path)
-    except OSError as exc:
-        raise FileInputError(f"a worker cannot read {path!r} ({exc.strerror})") from exc
-    if (seen.st_size, seen.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
-        raise FileInputError(
-            f"{path!r} changed after the run was submitted (its size or modification time "
-            "differs); sum it again once it no longer changes"
-        )
+    stamp.check(path)
     values = column_values(_pyarrow_parquet().ParquetFile(path).read_row_group(group, [column]))
     if values.dtype.kind == "f":
         return ExactSum.of_floats(values.astype("float64", copy=False)), values.size
