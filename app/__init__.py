@@ -2,6 +2,7 @@
 
 from app.allocator import tune_allocator
 from app.arrays import NpyFile
+from app.csvfiles import CsvColumn
 from app.errors import (
     ChunkingError,
     ChunksumError,
@@ -25,6 +26,7 @@ __all__ = [
     "ChunkingError",
     "ChunksumError",
     "Client",
+    "CsvColumn",
     "InvalidNumberError",
     "NpyFile",
     "ParquetColumn",

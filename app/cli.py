@@ -18,7 +18,7 @@ from app.keys import Keys
 from app.redis_server import redis_for
 from app.runs import RunStatus, Status
 from app.settings import Settings
-from app.sources import command_line_input
+from app.sources import FileOptions, command_line_input
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
 
@@ -153,11 +153,17 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=["lines", "npy", "parquet"],
-        help="--file's format: one number per line, a NumPy .npy array, a Parquet file "
-        "(default: from its extension)",
+        choices=["lines", "csv", "npy", "parquet"],
+        help="--file's format (default: from its extension; .tsv is csv with tabs)",
     )
-    parser.add_argument("--column", metavar="NAME", help="a Parquet file's column to sum")
+    parser.add_argument("--column", metavar="NAME|INDEX", help="a CSV or Parquet column")
+    parser.add_argument("--delimiter", metavar="CHAR", help="a CSV file's (default: ',')")
+    parser.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a CSV file's first line names its columns",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -200,9 +206,14 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     if args.chunk_bytes is not None:
         settings = replace(settings, chunk_bytes=args.chunk_bytes)
-    numbers = command_line_input(
-        args.range, args.file, shared=args.shared, form=args.format, column=args.column
+    file_options = FileOptions(
+        shared=args.shared,
+        form=args.format,
+        column=args.column,
+        delimiter=args.delimiter,
+        header=args.header,
     )
+    numbers = command_line_input(args.range, args.file, file_options)
     with display.chunk_progress(show_progress) as progress:
         result = _call(
             settings,

@@ -124,6 +124,16 @@ def sum_range(path: str, offset: int, length: int, stamp: FileStamp) -> tuple[Ex
         FileInputError: the file is gone, unreadable, changed since ``stamp``, or holds a
             line that is not a number (named by its line number in the whole file).
     """
+    block, first_line = read_lines(path, offset, length, stamp)
+    return sum_block(block, path, first_line)
+
+
+def read_lines(
+    path: str, offset: int, length: int, stamp: FileStamp
+) -> tuple[bytes, Callable[[], int]]:
+    """Read the whole lines that start in ``[offset, offset + length)``; return them, and a
+    function that returns the number of the first in the file (it counts the lines before:
+    call it only to name a bad line)."""
     stamp.check(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -135,9 +145,9 @@ def sum_range(path: str, offset: int, length: int, stamp: FileStamp) -> tuple[Ex
         if end < stamp.size:
             end = _line_start(fd, end - 1, stamp.size)
         block = os.pread(fd, max(end - start, 0), start)
-        return sum_block(block, path, lambda: _lines_before(fd, start) + 1)
     finally:
         os.close(fd)
+    return block, lambda: _lines_before(path, start) + 1
 
 
 def sum_block(block: bytes, source: str, first_line: Callable[[], int]) -> tuple[ExactSum, int]:
@@ -168,15 +178,42 @@ def sum_lines(block: bytes, source: str) -> tuple[ExactSum, int]:
     return sum_lines_exactly(block, source, first_line=1)
 
 
+def sum_values(
+    strings: Any, float_marks: tuple[bytes, ...] = FLOAT_MARKS
+) -> tuple[ExactSum, int] | None:
+    """Sum a polars Series of number texts exactly (surrounding spaces allowed), or return
+    None if polars can't read every one as an int64 (or, where one is a float, every one as
+    a float64 that holds its value exactly): then the caller parses them one by one."""
+    import polars as pl
+
+    texts = strings.str.strip_chars()
+    try:
+        ints = texts.cast(pl.Int64, strict=True).to_numpy()
+        return ExactSum.of_ints(ints), ints.size
+    except pl.exceptions.PolarsError:
+        pass
+    pattern = "[" + "".join(mark.decode() for mark in float_marks) + "]"
+    if not texts.str.contains(pattern).any():
+        return None
+    try:
+        floats = texts.cast(pl.Float64, strict=True).to_numpy()
+    except pl.exceptions.PolarsError:
+        return None
+    return (ExactSum.of_floats(floats), floats.size) if _floats_exact(floats) else None
+
+
+def exact_sum(numbers: list[int | float]) -> ExactSum:
+    """Sum Python ints and floats exactly (as a chunk of numbers in memory is summed)."""
+    return codec.sum_parts(codec.encode_chunk(numbers, 0)) if numbers else ExactSum()
+
+
 def sum_lines_exactly(block: bytes, source: str, *, first_line: int) -> tuple[ExactSum, int]:
     """Sum a block of lines with the line parser of streamed input (slower, but every int
     stays exact); raise InvalidNumberError naming a bad line by its number from
     ``first_line``."""
     lines = io.TextIOWrapper(io.BytesIO(block), encoding="utf-8", errors="replace", newline="")
     numbers = list(parse_lines(lines, source, first_line=first_line))
-    if not numbers:
-        return ExactSum(), 0
-    return codec.sum_parts(codec.encode_chunk(numbers, 0)), len(numbers)
+    return exact_sum(numbers), len(numbers)
 
 
 def _parse_column(block: bytes, kind: str) -> Any:
@@ -216,11 +253,11 @@ def _line_start(fd: int, position: int, size: int) -> int:
     return size
 
 
-def _lines_before(fd: int, end: int) -> int:
+def _lines_before(path: str, end: int) -> int:
     """Count the newlines in the file before ``end`` (for a bad line's number)."""
     count = position = 0
-    while position < end:
-        block = os.pread(fd, min(1 << 20, end - position), position)
-        count += block.count(b"\n")
-        position += len(block)
+    with open(path, "rb") as file:
+        while position < end and (block := file.read(min(1 << 20, end - position))):
+            count += block.count(b"\n")
+            position += len(block)
     return count

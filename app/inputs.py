@@ -21,7 +21,7 @@ def parse_lines(lines: Iterable[str], source: str, *, first_line: int = 1) -> It
         if not text:
             continue
         try:
-            number = _number(text)
+            number = parse_number(text)
         except ValueError:
             raise InvalidNumberError(
                 f"line {line_number} of {source} is {text[:60]!r}, not a number; "
@@ -31,7 +31,9 @@ def parse_lines(lines: Iterable[str], source: str, *, first_line: int = 1) -> It
         yield number
 
 
-def _number(text: str) -> int | float:
+def parse_number(text: str) -> int | float:
+    """Parse one number's text: an exact int if it is one (any size), else a float; raise
+    ValueError if it is neither."""
     try:
         return int(text)
     except ValueError:

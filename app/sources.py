@@ -6,6 +6,8 @@
   themselves (``sum_file_range``); no number passes through the submitter or Redis;
 * a :class:`~app.arrays.NpyFile` the workers see: each chunk is a slice of the array,
   which they memory-map (``sum_npy_slice``);
+* a :class:`~app.csvfiles.CsvColumn` the workers see: byte ranges, as for text files
+  (``sum_csv_range``);
 * a :class:`~app.parquet.ParquetColumn` the workers see: each chunk is a row group of the
   column (``sum_parquet_row_group``);
 * text the workers can't see (:class:`TextStream`: a pipe, stdin, a file with
@@ -26,15 +28,17 @@ from typing import Any, BinaryIO
 from app import arrays, codec
 from app.arrays import NpyFile
 from app.chunking import Numbers, plan
+from app.csvfiles import CsvColumn
 from app.errors import ChunkingError, ChunksumError
 from app.files import FileStamp, TextFile, plan_ranges, range_job
 from app.inputs import inclusive_range
-from app.keys import SUM_NPY_JOB, SUM_PARQUET_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
+from app.keys import SUM_CSV_JOB, SUM_NPY_JOB, SUM_PARQUET_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
 from app.parquet import ParquetColumn, load_column
 from app.queue import ChunkJob
 from app.settings import Settings
 
-FORMATS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}  # by extension
+# formats by extension; a .tsv is a CSV file delimited by tabs
+FORMATS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv"}
 TEXT_IN_FLIGHT_BYTES = 64 << 20  # raw text queued or running at once, across its chunks
 TEXT_BLOCK_BYTES = 4 << 20  # raw text per chunk, at most (a longer line makes a longer one)
 
@@ -73,7 +77,7 @@ class Source:
     max_in_flight: int | None = None  # tighter than the settings' (raw text: bytes)
 
 
-Input = Numbers | TextFile | TextStream | NpyFile | ParquetColumn
+Input = Numbers | TextFile | TextStream | NpyFile | ParquetColumn | CsvColumn
 """Anything :func:`app.submit.submit` sums."""
 
 
@@ -100,6 +104,9 @@ def plan_source(
     if isinstance(numbers, NpyFile):
         _no_chunk_size(chunk_size, "an array file is cut into slices of its memory")
         return _npy_source(numbers, chunks, settings.chunk_bytes)
+    if isinstance(numbers, CsvColumn):
+        _no_chunk_size(chunk_size, "a CSV file read by reference is cut into byte ranges")
+        return _csv_source(numbers, chunks, settings.chunk_bytes)
     if isinstance(numbers, ParquetColumn):
         _no_chunk_size(chunk_size, "a Parquet file's chunks are its row groups")
         if chunks is not None:
@@ -118,35 +125,53 @@ def plan_source(
     return Source(planned.chunks, items, job or ChunkJob())
 
 
+@dataclass(frozen=True, slots=True)
+class FileOptions:
+    """How the command line reads ``--file``: ``--shared``, ``--format``, ``--column``,
+    ``--delimiter``, ``--header``/``--no-header``."""
+
+    shared: bool = False
+    form: str | None = None  # None: from the file's extension
+    column: str | None = None
+    delimiter: str | None = None  # None: a tab for a .tsv file, else a comma
+    header: bool = True
+
+
 def command_line_input(
-    first_last: tuple[int, int] | None,
-    path: str | None,
-    *,
-    shared: bool,
-    form: str | None,
-    column: str | None = None,
+    first_last: tuple[int, int] | None, path: str | None, options: FileOptions
 ) -> Input:
     """Return what `chunksum run`/`submit` sum: ``--range``; ``--file``, read by the workers
-    if they see it (``shared``), else by this process; or the lines piped in.
-
-    Args:
-        form: ``--format``: ``lines``, ``npy`` or ``parquet``; None: from the extension.
-        column: ``--column``, a Parquet file's column.
-    """
+    if they see it (``--shared``), else by this process; or the lines piped in."""
     if first_last is not None:
         return inclusive_range(*first_last)
     if path not in (None, "-"):
-        match form or FORMATS.get(os.path.splitext(path)[1].lower(), "lines"):
-            case "npy":
-                return NpyFile(path) if shared else arrays.load(path)
-            case "parquet":
-                if column is None:
-                    raise ChunksumError(f"{path!r} is a Parquet file: name its --column")
-                return ParquetColumn(path, column) if shared else load_column(path, column)
-        return TextFile(path, shared=shared)
+        return _file_input(path, options)
     if path == "-" or not sys.stdin.isatty():
         return TextStream(sys.stdin.buffer, "<stdin>")
     raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
+
+
+def _file_input(path: str, options: FileOptions) -> Input:
+    extension = os.path.splitext(path)[1].lower()
+    form = options.form or FORMATS.get(extension, "lines")
+    if form == "npy":
+        return NpyFile(path) if options.shared else arrays.load(path)
+    if form == "lines":
+        return TextFile(path, shared=options.shared)
+    if options.column is None:
+        kind = "CSV" if form == "csv" else "Parquet"
+        raise ChunksumError(f"{path!r} is a {kind} file: name its --column")
+    if form == "parquet":
+        column = options.column
+        return ParquetColumn(path, column) if options.shared else load_column(path, column)
+    if not options.shared:
+        raise ChunksumError(
+            f"{path!r}: CSV columns are read by the workers themselves: add --shared (or use "
+            "`chunksum run`), with the file on a path they see"
+        )
+    delimiter = options.delimiter or ("\t" if extension == ".tsv" else ",")
+    index: str | int = int(options.column) if options.column.isdigit() else options.column
+    return CsvColumn(path, index, delimiter, options.header)
 
 
 def text_blocks(stream: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes]]:
@@ -199,6 +224,19 @@ def _npy_source(array: NpyFile, chunks: int | None, chunk_bytes: int) -> Source:
         "mtime_ns": stamp.mtime_ns,
     }
     return Source(len(slices), items, ChunkJob(SUM_NPY_JOB, shared), counted_by_workers=True)
+
+
+def _csv_source(table: CsvColumn, chunks: int | None, chunk_bytes: int) -> Source:
+    stamp, column = table.plan()
+    ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=chunk_bytes)
+    items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
+    shared = {
+        **range_job(table.path, stamp),
+        "column": column,
+        "delimiter": table.delimiter,
+        "header": table.header,
+    }
+    return Source(len(ranges), items, ChunkJob(SUM_CSV_JOB, shared), counted_by_workers=True)
 
 
 def _parquet_source(column: ParquetColumn) -> Source:

@@ -2,12 +2,14 @@
 worker reads itself, or a block of lines the submitter shipped; record the partial."""
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
 from app import codec
 from app.arrays import sum_slice
+from app.csvfiles import sum_csv_range as sum_csv_range_of
 from app.errors import FileInputError, PayloadError
 from app.exact import ExactSum
 from app.files import FileStamp, sum_block, sum_range
@@ -82,6 +84,27 @@ async def sum_parquet_row_group(
     if the run already had this chunk."""
     stamp = FileStamp(size, mtime_ns)
     return await _sum_in_thread(ctx, run_id, index, sum_row_group, path, column, group, stamp)
+
+
+async def sum_csv_range(
+    ctx: dict[str, Any],
+    *,
+    run_id: str,
+    index: int,
+    path: str,
+    offset: int,
+    length: int,
+    size: int,
+    mtime_ns: int,
+    column: int,
+    delimiter: str,
+    header: bool,
+) -> bool:
+    """Sum column ``column`` of the CSV rows that start in ``[offset, offset + length)`` of
+    the file at ``path``; return False if the run already had this chunk."""
+    stamp = FileStamp(size, mtime_ns)
+    summing = functools.partial(sum_csv_range_of, column=column, delimiter=delimiter, header=header)
+    return await _sum_in_thread(ctx, run_id, index, summing, path, offset, length, stamp)
 
 
 async def _sum_in_thread(

@@ -22,6 +22,7 @@ from app.errors import PayloadError, RunFailedError
 from app.exact import ExactSum
 from app.keys import (
     SUM_CHUNK_JOB,
+    SUM_CSV_JOB,
     SUM_NPY_JOB,
     SUM_PARQUET_JOB,
     SUM_RANGE_JOB,
@@ -354,7 +355,14 @@ def test_worker_settings_module_is_what_arq_needs() -> None:
     own: Settings = settings["ctx"]["settings"]
     assert settings["queue_name"] == Keys(own.key_prefix).queue
     jobs = [function.name for function in settings["functions"]]
-    assert jobs == [SUM_CHUNK_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB, SUM_NPY_JOB, SUM_PARQUET_JOB]
+    assert jobs == [
+        SUM_CHUNK_JOB,
+        SUM_RANGE_JOB,
+        SUM_TEXT_JOB,
+        SUM_NPY_JOB,
+        SUM_PARQUET_JOB,
+        SUM_CSV_JOB,
+    ]
     assert settings["job_deserializer"] is codec.loads
 
 

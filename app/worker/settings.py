@@ -9,6 +9,7 @@ from app import codec
 from app.connection import redis_settings
 from app.keys import (
     SUM_CHUNK_JOB,
+    SUM_CSV_JOB,
     SUM_NPY_JOB,
     SUM_PARQUET_JOB,
     SUM_RANGE_JOB,
@@ -18,7 +19,13 @@ from app.keys import (
 from app.settings import Settings
 from app.worker.hooks import job_end, job_start, shutdown, startup
 from jobs.chunks import sum_chunk
-from jobs.files import sum_file_range, sum_npy_slice, sum_parquet_row_group, sum_text
+from jobs.files import (
+    sum_csv_range,
+    sum_file_range,
+    sum_npy_slice,
+    sum_parquet_row_group,
+    sum_text,
+)
 
 # How often a plain arq worker's loop runs when it isn't waiting in the queue read (see
 # app.worker.wakeup); ChunksumWorker doesn't pause.
@@ -48,6 +55,7 @@ def worker_settings(settings: Settings, *, jobs: Sequence[Function] = ()) -> dic
             chunk_function(sum_text, SUM_TEXT_JOB),
             chunk_function(sum_npy_slice, SUM_NPY_JOB),
             chunk_function(sum_parquet_row_group, SUM_PARQUET_JOB),
+            chunk_function(sum_csv_range, SUM_CSV_JOB),
             *jobs,
         ],
         "queue_name": Keys(settings.key_prefix).queue,
