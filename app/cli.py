@@ -164,6 +164,11 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="a CSV file's first line names its columns",
     )
+    parser.add_argument(
+        "--decimal",
+        action="store_true",
+        help="sum text as exact decimals (0.1 + 0.2 = 0.3), not as binary floats",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -223,6 +228,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
                 chunk_size=args.chunk_size,
                 timeout=args.timeout,
                 on_progress=progress,
+                decimal=args.decimal,
             ),
         )
     display.print_result(result, as_json=args.json)

@@ -12,8 +12,10 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from app.decimals import parse_decimal, sum_decimal_strings, sum_decimals
 from app.errors import FileInputError, SettingsError
 from app.exact import ExactSum
 from app.files import FileStamp, exact_sum, read_lines, stamp_of, sum_values
@@ -65,8 +67,10 @@ def sum_csv_range(
     column: int,
     delimiter: str,
     header: bool,
+    decimal: bool = False,
 ) -> tuple[ExactSum, int]:
-    """Sum column ``column`` of the rows that start in ``[offset, offset + length)``."""
+    """Sum column ``column`` of the rows that start in ``[offset, offset + length)`` (as
+    decimals, if ``decimal``)."""
     block, first_line = read_lines(path, offset, length, stamp)
     if header and offset == 0:  # the first range holds the header line: skip it
         cut = block.find(b"\n") + 1 or len(block)
@@ -78,9 +82,10 @@ def sum_csv_range(
             f"{first_line()}; sum the file as one chunk (--chunks 1), or without such fields"
         )
     values = _column_strings(block, column, delimiter)
-    if values is not None and (summed := sum_values(values)) is not None:
+    summing = sum_decimal_strings if decimal else sum_values
+    if values is not None and (summed := summing(values)) is not None:
         return summed
-    return _sum_rows_exactly(block, path, first_line, column, delimiter)
+    return _sum_rows_exactly(block, path, first_line, column, delimiter, decimal=decimal)
 
 
 def _column_strings(block: bytes, column: int, delimiter: str) -> Any:
@@ -100,13 +105,20 @@ def _column_strings(block: bytes, column: int, delimiter: str) -> Any:
 
 
 def _sum_rows_exactly(
-    block: bytes, path: str, first_line: Callable[[], int], column: int, delimiter: str
+    block: bytes,
+    path: str,
+    first_line: Callable[[], int],
+    column: int,
+    delimiter: str,
+    *,
+    decimal: bool,
 ) -> tuple[ExactSum, int]:
     """Parse the rows one by one (every int exact); raise FileInputError naming a bad field
     by its line and column."""
     text = io.StringIO(block.decode("utf-8", errors="replace"), newline="")
     rows = csv.reader(text, delimiter=delimiter)
-    numbers: list[int | float] = []
+    parse: Callable[[str], int | float | Decimal] = parse_decimal if decimal else parse_number
+    numbers: list[Any] = []
     for row in rows:
         if not row:
             continue
@@ -118,10 +130,10 @@ def _sum_rows_exactly(
                 )
             continue
         try:
-            numbers.append(parse_number(field))
+            numbers.append(parse(field))
         except ValueError:
             raise FileInputError(
                 f"line {first_line() + rows.line_num - 1}, column {column} of {path} is "
                 f"{field[:60]!r}, not a number"
             ) from None
-    return exact_sum(numbers), len(numbers)
+    return (sum_decimals(numbers) if decimal else exact_sum(numbers)), len(numbers)

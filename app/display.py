@@ -18,13 +18,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from app.exact import json_total, total_text
+from app.exact import Total, json_total, total_text
 from app.heartbeat import WorkerInfo
 from app.runs import RunStatus
 from app.submission import RunResult
 
 
-def text(total: int | float) -> str:
+def text(total: Total) -> str:
     """Return a total as text: repr() refuses ints of over 4300 digits, total_text() doesn't."""
     return total_text(total)[0]
 

@@ -5,10 +5,15 @@ number, and so is every sum of them), together with flags: whether a float took 
 (then the total is a float, as with Python's ``sum``) and which IEEE specials were seen.
 Merging partials is exact integer arithmetic, so the final total is the exact sum
 rounded once, correctly, to float64: the value ``math.fsum`` returns where it returns.
+
+A sum of decimal text (``DECIMAL``) is ``mantissa * 10**exponent`` instead, and its
+exponent is the smallest of its terms', as with Python's ``Decimal`` at unlimited
+precision: ``0.1 + 0.2`` is ``0.3`` and ``1.50 + 2`` is ``3.50``, whatever the chunks.
 """
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Self
 
 import numpy as np
@@ -18,6 +23,7 @@ FLOAT = 1
 NAN = 2
 POS_INF = 4
 NEG_INF = 8
+DECIMAL = 16  # mantissa * 10**exponent: a sum of decimal text
 
 # Blocks keep every intermediate NumPy sum exact: see _sum_int64 and _bin_by_exponent.
 _BLOCK = 1 << 24
@@ -31,6 +37,13 @@ _DIGITS = 4000
 JSON_EXACT_INT = 2**53
 # Exponents a partial can have: float64 bits reach 2**-1074 (2**-1126 before canonical form).
 _EXPONENTS = range(-1126, 1 << 40)
+# A decimal's exponent: 4000 digits either side of the point (the alignment of two partials
+# multiplies by 10**difference, which a bound keeps small).
+DECIMAL_EXPONENTS = range(-4000, 4001)
+
+Total = int | float | Decimal
+"""A run's total: an int if every number was one, a float if one was a float, a Decimal
+when summed as decimals."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +56,10 @@ class ExactSum:
 
     @classmethod
     def of(cls, mantissa: int, exponent: int, flags: int) -> Self:
-        """Return the canonical form: an odd mantissa, or zero with exponent 0."""
+        """Return the canonical form: an odd mantissa, or zero with exponent 0 (a decimal
+        sum keeps its exponent: its trailing zeros are part of its value's text)."""
+        if flags & DECIMAL:
+            return cls(mantissa, exponent, DECIMAL)
         if mantissa == 0:
             return cls(0, 0, flags)
         zeros = (mantissa & -mantissa).bit_length() - 1
@@ -81,15 +97,39 @@ class ExactSum:
             total += ((int(high[field]) << 26) + int(low[field])) << int(field - 1)
         return cls.of(total, _FLOAT_BASE, flags)
 
+    @classmethod
+    def of_decimal(cls, mantissa: int, exponent: int) -> Self:
+        """Return the decimal ``mantissa * 10**exponent``; raise ValueError if the exponent
+        is out of :data:`DECIMAL_EXPONENTS`."""
+        if exponent not in DECIMAL_EXPONENTS:
+            raise ValueError(f"a decimal exponent of {exponent} is out of range")
+        return cls(mantissa, exponent, DECIMAL)
+
     def __add__(self, other: "ExactSum") -> "ExactSum":
+        if (self.flags | other.flags) & DECIMAL:
+            return self._add_decimal(other)
         low = min(self.exponent, other.exponent)
         mantissa = (self.mantissa << (self.exponent - low)) + (
             other.mantissa << (other.exponent - low)
         )
         return ExactSum.of(mantissa, low, self.flags | other.flags)
 
-    def value(self) -> int | float:
-        """Return the total: an int if no float took part, else the correctly rounded float."""
+    def _add_decimal(self, other: "ExactSum") -> "ExactSum":
+        if not self.flags and not self.mantissa:  # the empty sum, of a chunk with no number
+            return other
+        if not other.flags and not other.mantissa:
+            return self
+        if self.flags != other.flags:
+            raise ValueError("a decimal sum and a binary one cannot be added exactly")
+        low = min(self.exponent, other.exponent)
+        mantissa = self.mantissa * 10 ** (self.exponent - low)
+        return ExactSum(mantissa + other.mantissa * 10 ** (other.exponent - low), low, DECIMAL)
+
+    def value(self) -> Total:
+        """Return the total: an int if no float took part, else the correctly rounded float;
+        a Decimal for a decimal sum."""
+        if self.flags & DECIMAL:
+            return Decimal(f"{_decimal(self.mantissa)}E{self.exponent}")
         if self.flags & NAN or self.flags & (POS_INF | NEG_INF) == POS_INF | NEG_INF:
             return math.nan
         if self.flags & POS_INF:
@@ -119,7 +159,9 @@ class ExactSum:
         """Rebuild a sum from :meth:`to_wire`'s form; raise ValueError if it is malformed."""
         match wire:
             case [int() | bytes() as mantissa, int() as exponent, int() as flags] if (
-                exponent in _EXPONENTS and 0 <= flags <= FLOAT | NAN | POS_INF | NEG_INF
+                exponent in DECIMAL_EXPONENTS
+                if flags == DECIMAL
+                else exponent in _EXPONENTS and 0 <= flags < DECIMAL
             ):
                 if isinstance(mantissa, bytes):
                     mantissa = int.from_bytes(mantissa, "little", signed=True)
@@ -127,20 +169,25 @@ class ExactSum:
         raise ValueError(f"not an exact partial sum: {wire!r:.80}")
 
 
-def total_text(total: int | float) -> tuple[str, str]:
-    """Return (text, type) as stored in Redis: a decimal int, or a float's round-trip repr."""
+def total_text(total: Total) -> tuple[str, str]:
+    """Return (text, type) as stored in Redis: a decimal int, a float's round-trip repr, or
+    a Decimal in positional notation (``0.30``, never ``3.0E-1``)."""
     if isinstance(total, int):
         return _decimal(total), "int"
+    if isinstance(total, Decimal):
+        return format(total, "f"), "decimal"
     return repr(total), "float"
 
 
-def json_total(total: int | float | None) -> int | float | str | None:
+def json_total(total: Total | None) -> int | float | str | None:
     """Return a total as every JSON reader reads it exactly: a number for an int within
-    ±2**53 or a finite float, else its text (huge ints, NaN, infinities).
+    ±2**53 or a finite float, else its text (huge ints, NaN, infinities, decimals).
 
     JavaScript, and so the dashboard, reads JSON numbers as float64s, which hold ints
-    exactly only up to 2**53; and JSON has no NaN or infinities.
+    exactly only up to 2**53; and JSON has no NaN, infinities or decimals.
     """
+    if isinstance(total, Decimal):
+        return format(total, "f")
     if isinstance(total, int) and abs(total) > JSON_EXACT_INT:
         return _decimal(total)
     if isinstance(total, float) and not math.isfinite(total):
@@ -148,10 +195,17 @@ def json_total(total: int | float | None) -> int | float | str | None:
     return total
 
 
-def parse_total(text: str, kind: str) -> int | float:
+def parse_total(text: str, kind: str) -> Total:
     """Invert :func:`total_text`."""
+    if kind == "decimal":
+        return Decimal(text)
     if kind != "int":
         return float(text)
+    return parse_int(text)
+
+
+def parse_int(text: str) -> int:
+    """Parse an int's decimal text of any length (``int()`` refuses over 4300 digits)."""
     sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text)
     value = 0
     for start in range(0, len(digits), _DIGITS):  # int() refuses over 4300 digits at once

@@ -21,11 +21,13 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, cast
 
 import numpy as np
 
 from app import codec
+from app.decimals import sum_decimal_block, sum_decimals
 from app.errors import ChunkingError, FileInputError, InvalidNumberError, SettingsError
 from app.exact import ExactSum
 from app.inputs import parse_lines
@@ -116,16 +118,18 @@ def range_job(path: str, stamp: FileStamp) -> dict[str, Any]:
     return {"path": os.path.abspath(path), "size": stamp.size, "mtime_ns": stamp.mtime_ns}
 
 
-def sum_range(path: str, offset: int, length: int, stamp: FileStamp) -> tuple[ExactSum, int]:
+def sum_range(
+    path: str, offset: int, length: int, stamp: FileStamp, *, decimal: bool = False
+) -> tuple[ExactSum, int]:
     """Read the lines that start in ``[offset, offset + length)`` of the file at ``path``;
-    return their exact sum and how many numbers they hold.
+    return their exact sum (as decimals, if ``decimal``) and how many numbers they hold.
 
     Raises:
         FileInputError: the file is gone, unreadable, changed since ``stamp``, or holds a
             line that is not a number (named by its line number in the whole file).
     """
     block, first_line = read_lines(path, offset, length, stamp)
-    return sum_block(block, path, first_line)
+    return sum_block(block, path, first_line, decimal=decimal)
 
 
 def read_lines(
@@ -150,23 +154,30 @@ def read_lines(
     return block, lambda: _lines_before(path, start) + 1
 
 
-def sum_block(block: bytes, source: str, first_line: Callable[[], int]) -> tuple[ExactSum, int]:
-    """Sum a block of whole lines of ``source`` exactly, or raise FileInputError naming a
-    bad line by its number in ``source`` (``first_line()``: the block's first line's).
+def sum_block(
+    block: bytes, source: str, first_line: Callable[[], int], *, decimal: bool = False
+) -> tuple[ExactSum, int]:
+    """Sum a block of whole lines of ``source`` exactly (as decimals, if ``decimal``), or
+    raise FileInputError naming a bad line by its number in ``source`` (``first_line()``:
+    the block's first line's).
     """
     try:
-        return sum_lines(block, source)
+        return sum_lines(block, source, decimal=decimal)
     except InvalidNumberError:  # numbered from the block's start: number it in the source
         try:
-            sum_lines_exactly(block, source, first_line=first_line())
+            sum_lines_exactly(block, source, first_line=first_line(), decimal=decimal)
         except InvalidNumberError as exc:
             raise FileInputError(str(exc)) from exc
         raise  # pragma: no cover  # the same block fails the same way
 
 
-def sum_lines(block: bytes, source: str) -> tuple[ExactSum, int]:
-    """Sum a block of whole lines, one number each (blank lines skipped), exactly; raise
-    InvalidNumberError for a line that is not a number (numbered from the block's start)."""
+def sum_lines(block: bytes, source: str, *, decimal: bool = False) -> tuple[ExactSum, int]:
+    """Sum a block of whole lines, one number each (blank lines skipped), exactly (as
+    decimals, if ``decimal``: see app.decimals); raise InvalidNumberError for a line that is
+    not a number (numbered from the block's start)."""
+    if decimal:
+        summed = sum_decimal_block(block)
+        return summed or sum_lines_exactly(block, source, first_line=1, decimal=True)
     if (ints := _parse_column(block, "int64")) is not None:
         return ExactSum.of_ints(ints), ints.size
     # as floats only if a line is one (a total of ints alone stays an int), and only if
@@ -207,13 +218,17 @@ def exact_sum(numbers: list[int | float]) -> ExactSum:
     return codec.sum_parts(codec.encode_chunk(numbers, 0)) if numbers else ExactSum()
 
 
-def sum_lines_exactly(block: bytes, source: str, *, first_line: int) -> tuple[ExactSum, int]:
+def sum_lines_exactly(
+    block: bytes, source: str, *, first_line: int, decimal: bool = False
+) -> tuple[ExactSum, int]:
     """Sum a block of lines with the line parser of streamed input (slower, but every int
     stays exact); raise InvalidNumberError naming a bad line by its number from
     ``first_line``."""
     lines = io.TextIOWrapper(io.BytesIO(block), encoding="utf-8", errors="replace", newline="")
-    numbers = list(parse_lines(lines, source, first_line=first_line))
-    return exact_sum(numbers), len(numbers)
+    numbers = list(parse_lines(lines, source, first_line=first_line, decimal=decimal))
+    if decimal:
+        return sum_decimals(cast(list[Decimal], numbers)), len(numbers)
+    return exact_sum(cast(list[int | float], numbers)), len(numbers)
 
 
 def _parse_column(block: bytes, kind: str) -> Any:

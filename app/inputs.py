@@ -1,31 +1,39 @@
 """Numbers from outside Python: text lines (files, stdin) and inclusive integer ranges."""
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 
+from app.decimals import parse_decimal
 from app.errors import InvalidNumberError
-from app.exact import parse_total
+from app.exact import parse_int
 
 _INT = re.compile(r"[+-]?\d+(?:_\d+)*")
 
 
-def parse_lines(lines: Iterable[str], source: str, *, first_line: int = 1) -> Iterator[int | float]:
-    """Yield one number per non-blank line, lazily: ints stay exact ints, others are floats.
+def parse_lines(
+    lines: Iterable[str], source: str, *, first_line: int = 1, decimal: bool = False
+) -> Iterator[int | float | Decimal]:
+    """Yield one number per non-blank line, lazily: ints stay exact ints, others are floats
+    (or every one an exact Decimal, if ``decimal``).
 
     Args:
         source: names the input in errors, e.g. a file path or ``<stdin>``.
         first_line: the number of the first line in ``source`` (a block read from the middle).
     """
+    parse: Callable[[str], int | float | Decimal] = parse_number
+    example = "one int or float per line, e.g. 42 or -1.5e3"
+    if decimal:
+        parse, example = parse_decimal, "one decimal per line, e.g. 42 or -12.50"
     for line_number, line in enumerate(lines, first_line):
         text = line.strip()
         if not text:
             continue
         try:
-            number = parse_number(text)
+            number = parse(text)
         except ValueError:
             raise InvalidNumberError(
-                f"line {line_number} of {source} is {text[:60]!r}, not a number; "
-                "give one int or float per line, e.g. 42 or -1.5e3",
+                f"line {line_number} of {source} is {text[:60]!r}, not a number; give {example}",
                 position=line_number - 1,
             ) from None
         yield number
@@ -39,7 +47,7 @@ def parse_number(text: str) -> int | float:
     except ValueError:
         if _INT.fullmatch(text):
             # over 4300 digits int() refuses (CVE-2020-10735 guard) and float() gives inf
-            return parse_total(text.replace("_", "").removeprefix("+"), "int")
+            return parse_int(text.replace("_", "").removeprefix("+"))
         return float(text)
 
 

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from app import codec, scripts
 from app.errors import RunNotFoundError
-from app.exact import ExactSum, json_total, parse_total, total_text
+from app.exact import ExactSum, Total, json_total, parse_total, total_text
 from app.keys import Keys
 from app.replication import Replicas
 from app.settings import Settings
@@ -81,7 +81,7 @@ class RunStatus:
 
     run_id: str
     status: Status
-    total: int | float | None
+    total: Total | None
     count: int | None
     chunks: int | None
     done_chunks: int

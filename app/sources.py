@@ -30,7 +30,7 @@ from app.arrays import NpyFile
 from app.chunking import Numbers, plan
 from app.csvfiles import CsvColumn
 from app.errors import ChunkingError, ChunksumError
-from app.files import FileStamp, TextFile, plan_ranges, range_job
+from app.files import TextFile, plan_ranges, range_job
 from app.inputs import inclusive_range
 from app.keys import SUM_CSV_JOB, SUM_NPY_JOB, SUM_PARQUET_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
 from app.parquet import ParquetColumn, load_column
@@ -88,25 +88,34 @@ def plan_source(
     chunk_size: int | None,
     settings: Settings,
     job: ChunkJob | None = None,
+    decimal: bool = False,
 ) -> Source:
     """Plan the chunks of ``numbers``; raise ChunkingError or SettingsError before any
     is read.
 
     Args:
         job: the job that sums numbers in memory (default ``sum_chunk``; the bench's differs).
+        decimal: sum text as exact decimals (app.decimals); only text has decimals' digits.
     """
+    text_options = {"decimal": True} if decimal else {}  # the jobs' default: False
+    if decimal and not isinstance(numbers, TextFile | TextStream | CsvColumn):
+        raise ChunkingError(
+            "decimal=True sums decimal text exactly: give a text file, a stream or a CSV "
+            f"column, not {type(numbers).__name__} (whose numbers are binary already)"
+        )
     if isinstance(numbers, TextFile) and numbers.shared:
         _no_chunk_size(chunk_size, "a file read by reference is cut into byte ranges")
         stamp = numbers.stamp()
         ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=settings.chunk_bytes)
         items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
-        return Source(len(ranges), items, _range_job(numbers, stamp), counted_by_workers=True)
+        job = ChunkJob(SUM_RANGE_JOB, {**range_job(numbers.path, stamp), **text_options})
+        return Source(len(ranges), items, job, counted_by_workers=True)
     if isinstance(numbers, NpyFile):
         _no_chunk_size(chunk_size, "an array file is cut into slices of its memory")
         return _npy_source(numbers, chunks, settings.chunk_bytes)
     if isinstance(numbers, CsvColumn):
         _no_chunk_size(chunk_size, "a CSV file read by reference is cut into byte ranges")
-        return _csv_source(numbers, chunks, settings.chunk_bytes)
+        return _csv_source(numbers, chunks, settings.chunk_bytes, text_options)
     if isinstance(numbers, ParquetColumn):
         _no_chunk_size(chunk_size, "a Parquet file's chunks are its row groups")
         if chunks is not None:
@@ -116,7 +125,7 @@ def plan_source(
         _no_chunk_size(chunk_size, "text is cut into blocks of whole lines")
         if chunks is not None:
             raise ChunkingError("chunks= needs a known length; text is streamed in blocks")
-        return _text_source(numbers, min(settings.chunk_bytes, TEXT_BLOCK_BYTES))
+        return _text_source(numbers, min(settings.chunk_bytes, TEXT_BLOCK_BYTES), text_options)
     planned = plan(numbers, chunks=chunks, chunk_size=chunk_size, default_size=settings.chunk_size)
     items = (
         ChunkArgs(c.index, {"parts": codec.encode_chunk(c.values, c.offset)}, len(c.values))
@@ -191,7 +200,7 @@ def text_blocks(stream: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes
         yield first_line, rest
 
 
-def _text_source(text: TextFile | TextStream, block_bytes: int) -> Source:
+def _text_source(text: TextFile | TextStream, block_bytes: int, options: dict[str, Any]) -> Source:
     if isinstance(text, TextFile):
         text.stamp()  # a clear error now for a missing file (it is opened once read)
 
@@ -207,7 +216,7 @@ def _text_source(text: TextFile | TextStream, block_bytes: int) -> Source:
                 yield ChunkArgs(index, args)
 
     in_flight = max(1, TEXT_IN_FLIGHT_BYTES // block_bytes)
-    job = ChunkJob(SUM_TEXT_JOB)
+    job = ChunkJob(SUM_TEXT_JOB, options)
     return Source(None, items(), job, counted_by_workers=True, max_in_flight=in_flight)
 
 
@@ -226,7 +235,9 @@ def _npy_source(array: NpyFile, chunks: int | None, chunk_bytes: int) -> Source:
     return Source(len(slices), items, ChunkJob(SUM_NPY_JOB, shared), counted_by_workers=True)
 
 
-def _csv_source(table: CsvColumn, chunks: int | None, chunk_bytes: int) -> Source:
+def _csv_source(
+    table: CsvColumn, chunks: int | None, chunk_bytes: int, options: dict[str, Any]
+) -> Source:
     stamp, column = table.plan()
     ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=chunk_bytes)
     items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
@@ -235,6 +246,7 @@ def _csv_source(table: CsvColumn, chunks: int | None, chunk_bytes: int) -> Sourc
         "column": column,
         "delimiter": table.delimiter,
         "header": table.header,
+        **options,
     }
     return Source(len(ranges), items, ChunkJob(SUM_CSV_JOB, shared), counted_by_workers=True)
 
@@ -249,10 +261,6 @@ def _parquet_source(column: ParquetColumn) -> Source:
     }
     items = (ChunkArgs(group, {"group": group}) for group in range(groups))
     return Source(groups, items, ChunkJob(SUM_PARQUET_JOB, shared), counted_by_workers=True)
-
-
-def _range_job(text: TextFile, stamp: FileStamp) -> ChunkJob:
-    return ChunkJob(SUM_RANGE_JOB, range_job(text.path, stamp))
 
 
 def _no_chunk_size(chunk_size: int | None, why: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any, TypedDict, cast
 from app import codec
 from app.connection import LOST_REDIS, Backoff
 from app.errors import RedisUnavailableError, RunFailedError, RunTimeoutError
-from app.exact import ExactSum
+from app.exact import ExactSum, Total
 from app.lease import Lease
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
@@ -44,6 +44,7 @@ class SubmitOptions(TypedDict, total=False):
     chunk_size: int | None
     timeout: float | None
     on_progress: Progress | None
+    decimal: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class RunResult:
     """A finished run: its id, exact total, how many numbers and chunks, and the wall time."""
 
     run_id: str
-    total: int | float
+    total: Total
     count: int
     chunks: int
     elapsed_s: float
@@ -77,6 +78,7 @@ class Submission:
     Args:
         timeout: the run's deadline in seconds; past it the run fails and its queued jobs go.
         job: the arq job that sums each chunk (the bench registers one of its own).
+        decimal: sum text as exact decimals (app.decimals); the total is a Decimal.
     """
 
     def __init__(
@@ -91,12 +93,18 @@ class Submission:
         timeout: float | None = None,  # the run's own deadline: it cleans up
         on_progress: Progress | None = None,
         job: ChunkJob | None = None,
+        decimal: bool = False,
     ) -> None:
         self.queue, self.runs, self.settings = queue, runs, settings
         self.redis = runs.redis  # the connection the run's writes go through
         self.run_id = uuid.uuid4().hex
         self._source = plan_source(
-            numbers, chunks=chunks, chunk_size=chunk_size, settings=settings, job=job
+            numbers,
+            chunks=chunks,
+            chunk_size=chunk_size,
+            settings=settings,
+            job=job,
+            decimal=decimal,
         )
         self.chunks = self._source.chunks  # None while a stream's length is unknown
         self._max_in_flight = min(
@@ -106,7 +114,7 @@ class Submission:
         self._deadline: float | None = None  # set as the run starts
         self._on_progress = on_progress
         self._pending: set[int] = set()
-        self._total = ExactSum()
+        self._total = ExactSum.of_decimal(0, 0) if decimal else ExactSum()
         self._count = self._sent = self._done = 0  # numbers: at enqueue, or from the workers
         self._backoff = Backoff("submitter")
         self._created = False  # the run hash is in Redis

@@ -23,6 +23,7 @@ from app.errors import (
     RunNotDoneError,
     WaitTimeoutError,
 )
+from app.exact import Total
 from app.heartbeat import WorkerInfo, live_workers
 from app.keys import Keys
 from app.queue import ChunkQueue
@@ -87,6 +88,7 @@ class Client:
         chunk_size: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109  # the run's own deadline: it cleans up
         on_progress: Progress | None = None,
+        decimal: bool = False,
     ) -> RunResult:
         """Sum ``numbers`` on the workers and store the total in Redis; see :func:`submit`."""
         submission = Submission(
@@ -98,6 +100,7 @@ class Client:
             chunk_size=chunk_size,
             timeout=timeout,
             on_progress=on_progress,
+            decimal=decimal,
         )
         return await submission.run()
 
@@ -169,7 +172,7 @@ class Client:
                 await pubsub.get_message(timeout=min(wait_s, WAIT_SLICE_S))
         return run
 
-    async def result(self, run_id: str) -> int | float:
+    async def result(self, run_id: str) -> Total:
         """Return a finished run's total; raise RunFailedError or RunNotDoneError otherwise."""
         run = await self.status(run_id)
         if run.status is Status.DONE and run.total is not None:
@@ -191,6 +194,7 @@ async def submit(
     redis_url: str | None = None,
     settings: Settings | None = None,
     on_progress: Progress | None = None,
+    decimal: bool = False,
 ) -> RunResult:
     """Sum ``numbers`` exactly on chunksum workers and store the total in Redis.
 
@@ -205,13 +209,20 @@ async def submit(
             marked failed and its queued jobs removed. None waits as long as it takes.
         redis_url: overrides ``REDIS_URL``; settings default to ``Settings.from_env()``.
         on_progress: called after each batch of partials arrives.
+        decimal: sum text (a ``TextFile``, ``TextStream`` or ``CsvColumn``) as exact
+            decimals (``0.1 + 0.2 == Decimal("0.3")``); the total is then a ``Decimal``.
     """
     settings = settings or Settings.from_env()
     if redis_url is not None:
         settings = replace(settings, redis_url=redis_url)
     async with Client(settings) as client:
         return await client.submit(
-            numbers, chunks=chunks, chunk_size=chunk_size, timeout=timeout, on_progress=on_progress
+            numbers,
+            chunks=chunks,
+            chunk_size=chunk_size,
+            timeout=timeout,
+            on_progress=on_progress,
+            decimal=decimal,
         )
 
 

@@ -30,22 +30,33 @@ async def sum_file_range(
     length: int,
     size: int,
     mtime_ns: int,
+    decimal: bool = False,
 ) -> bool:
     """Sum the lines that start in ``[offset, offset + length)`` of the text file at
-    ``path``, as app.files reads them; return False if the run already had this chunk."""
-    stamp = FileStamp(size, mtime_ns)
-    return await _sum_in_thread(ctx, run_id, index, sum_range, path, offset, length, stamp)
+    ``path``, as app.files reads them (as decimals, if ``decimal``); return False if the
+    run already had this chunk."""
+    summing = functools.partial(sum_range, stamp=FileStamp(size, mtime_ns), decimal=decimal)
+    return await _sum_in_thread(ctx, run_id, index, summing, path, offset, length)
 
 
 async def sum_text(
-    ctx: dict[str, Any], *, run_id: str, index: int, text: object, first_line: int, source: str
+    ctx: dict[str, Any],
+    *,
+    run_id: str,
+    index: int,
+    text: object,
+    first_line: int,
+    source: str,
+    decimal: bool = False,
 ) -> bool:
     """Sum a block of whole lines of ``source`` whose first is line ``first_line`` (the
-    submitter read them, unparsed); return False if the run already had this chunk."""
+    submitter read them, unparsed; as decimals, if ``decimal``); return False if the run
+    already had this chunk."""
     block = text.data if isinstance(text, codec.Packed) else text
     if not isinstance(block, bytes) or not isinstance(first_line, int):
         raise PayloadError(f"sum_text got a malformed block of run {run_id!r}")
-    return await _sum_in_thread(ctx, run_id, index, sum_block, block, source, lambda: first_line)
+    summing = functools.partial(sum_block, decimal=decimal)
+    return await _sum_in_thread(ctx, run_id, index, summing, block, source, lambda: first_line)
 
 
 async def sum_npy_slice(
@@ -99,11 +110,15 @@ async def sum_csv_range(
     column: int,
     delimiter: str,
     header: bool,
+    decimal: bool = False,
 ) -> bool:
     """Sum column ``column`` of the CSV rows that start in ``[offset, offset + length)`` of
-    the file at ``path``; return False if the run already had this chunk."""
+    the file at ``path`` (as decimals, if ``decimal``); return False if the run already had
+    this chunk."""
     stamp = FileStamp(size, mtime_ns)
-    summing = functools.partial(sum_csv_range_of, column=column, delimiter=delimiter, header=header)
+    summing = functools.partial(
+        sum_csv_range_of, column=column, delimiter=delimiter, header=header, decimal=decimal
+    )
     return await _sum_in_thread(ctx, run_id, index, summing, path, offset, length, stamp)
 
 

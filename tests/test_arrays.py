@@ -10,7 +10,7 @@ from arq.worker import Worker
 
 from app.arrays import NpyFile, sum_slice
 from app.errors import FileInputError, InvalidNumberError, SettingsError
-from app.exact import ExactSum
+from app.exact import ExactSum, Total
 from app.files import plan_ranges
 from app.submit import Client
 
@@ -22,7 +22,7 @@ def saved(tmp_path: Path, array: Any, name: str = "a.npy") -> Path:
     return path
 
 
-def sum_in_slices(path: Path, slices: int) -> tuple[int | float, int]:
+def sum_in_slices(path: Path, slices: int) -> tuple[Total, int]:
     """Sum an array file slice by slice, as workers do; return the total and the count."""
     stamp, dtype, size, offset = NpyFile(str(path)).header()
     total, count = ExactSum(), 0

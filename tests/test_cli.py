@@ -188,6 +188,20 @@ def test_submit_file_gives_the_exact_total(
 
 
 @pytest.mark.usefixtures("cli_worker")
+def test_decimal_sums_decimal_text_exactly(
+    cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`submit --file --decimal`: 0.1 + 0.2 is 0.3, printed so, and a string in JSON."""
+    numbers = tmp_path / "ledger.txt"
+    numbers.write_text("0.1\n0.2\n")
+    args = ("submit", "--file", str(numbers), "--decimal", "--timeout", "30")
+    assert run_main(*args, "--quiet", settings=cli_settings) == 0
+    assert lines_of(capsys.readouterr().out)["total"] == "0.3"
+    assert run_main(*args, "--json", settings=cli_settings) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == "0.3"
+
+
+@pytest.mark.usefixtures("cli_worker")
 def test_huge_int_total_is_printed_in_full(
     cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from app import codec
 from app.errors import InvalidNumberError, PayloadError
+from app.exact import Total
 
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 FLOAT_DTYPES = [np.float16, np.float32, np.float64]
@@ -36,7 +37,7 @@ class Planted:
         return pathlib.Path.touch, (self.marker,)
 
 
-def round_trip(values: Sequence[object] | npt.NDArray[Any], offset: int = 0) -> int | float:
+def round_trip(values: Sequence[object] | npt.NDArray[Any], offset: int = 0) -> Total:
     """Encode a chunk, pass it through msgpack as arq would, decode and sum it."""
     parts = codec.encode_chunk(values, offset)
     return codec.sum_parts(codec.loads(codec.dumps(parts))).value()

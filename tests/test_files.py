@@ -21,7 +21,7 @@ from app.errors import (
     RunFailedError,
     SettingsError,
 )
-from app.exact import ExactSum
+from app.exact import ExactSum, Total
 from app.files import FileStamp, TextFile, plan_ranges, sum_lines, sum_range
 from app.settings import Settings
 from app.sources import (
@@ -39,7 +39,7 @@ def stamp_of(path: Path) -> FileStamp:
     return TextFile(str(path)).stamp()
 
 
-def sum_in_ranges(path: Path, chunks: int) -> tuple[int | float, int]:
+def sum_in_ranges(path: Path, chunks: int) -> tuple[Total, int]:
     """Sum a file range by range, as workers do; return the total and the count."""
     stamp = stamp_of(path)
     total, count = ExactSum(), 0

@@ -10,7 +10,7 @@ from arq.worker import Worker
 from pyarrow import parquet
 
 from app.errors import FileInputError, InvalidNumberError, SettingsError
-from app.exact import ExactSum
+from app.exact import ExactSum, Total
 from app.parquet import ParquetColumn, sum_row_group
 from app.submit import Client
 
@@ -22,7 +22,7 @@ def write(tmp_path: Path, table: pa.Table, rows_per_group: int) -> Path:
     return path
 
 
-def sum_in_groups(path: Path, column: str) -> tuple[int | float, int]:
+def sum_in_groups(path: Path, column: str) -> tuple[Total, int]:
     """Sum a column row group by row group, as workers do."""
     stamp, groups = ParquetColumn(str(path), column).plan()
     total, count = ExactSum(), 0

@@ -51,6 +51,7 @@ from app.bench.workloads import (
 )
 from app.connection import close, connect
 from app.errors import SettingsError
+from app.exact import Total
 from app.files import TextFile
 from app.redis_server import redis_for
 from app.settings import Settings
@@ -217,7 +218,7 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
     """Time chunksum on a sized workload; W6's chunks each first await a simulated I/O."""
     io_s = W6_IO_S if workload.name == "W6" else 0.0
 
-    async def run() -> int | float:
+    async def run() -> Total:
         result = await submit_with_io(client, workload.numbers, io_s=io_s, chunks=workload.chunks)
         return result.total
 
@@ -232,7 +233,7 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
 async def measure_text_file(client: Client, text: TextWorkload, repeat: int) -> Timing:
     """Time chunksum on W8: the workers read the file themselves, each its byte ranges."""
 
-    async def run() -> int | float:
+    async def run() -> Total:
         result = await client.submit(TextFile(str(text.path)), timeout=RUN_TIMEOUT_S)
         return result.total
 
@@ -241,7 +242,7 @@ async def measure_text_file(client: Client, text: TextWorkload, repeat: int) -> 
     return replace(timing, extra={"numbers": text.count, "file_mb": text.size_mb})
 
 
-async def submit_one(client: Client) -> int | float:
+async def submit_one(client: Client) -> Total:
     """Submit the single number 1 and return the total: W7's latency probe."""
     return (await client.submit([1], timeout=RUN_TIMEOUT_S)).total
 

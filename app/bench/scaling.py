@@ -24,6 +24,7 @@ from rich.table import Table
 from app.bench.slow_chunks import WORKER_COMMAND, submit_with_io
 from app.bench.workloads import Workload, measure, random_floats, same, scaled
 from app.errors import ChunksumError
+from app.exact import Total
 from app.settings import Settings
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
@@ -83,7 +84,7 @@ async def _measure_with(
         for workload in workloads:
             io_s = IO_S if workload.name == "io" else 0.0
 
-            async def run(workload: Workload = workload, io_s: float = io_s) -> int | float:
+            async def run(workload: Workload = workload, io_s: float = io_s) -> Total:
                 result = await submit_with_io(
                     client, workload.numbers, io_s=io_s, chunks=workload.chunks
                 )

@@ -1,0 +1,116 @@
+"""Decimal text summed exactly as decimals (``--decimal``, ``decimal=True``): 0.1 + 0.2 is
+0.3, as a ledger expects, not the float 0.30000000000000004.
+
+A block of lines (or a CSV column) is read by polars as 128-bit decimals at the block's own
+scale, the most digits after the point in any of its lines, so that no digit is rounded;
+their integers (the values times 10**scale) are summed exactly. A block it can't read so (an
+exponent, over 38 digits, a line that is not a number) is parsed line by line with Python's
+``Decimal``, which keeps every digit and names a bad line. Either way the sum's exponent is
+the smallest of its terms' (see app.exact), so the total is the same for any chunks.
+"""
+
+import decimal
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from app.exact import DECIMAL_EXPONENTS, ExactSum
+
+MAX_DIGITS = 38  # a 128-bit decimal's, in polars as in Arrow
+_INT128_MAX = (1 << 127) - 1
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+_DIGIT_0, _POINT = ord("0"), ord(".")
+
+
+def parse_decimal(text: str) -> Decimal:
+    """Parse one number's text as an exact decimal (``12.30``, ``-1e3``, ``1_000``); raise
+    ValueError if it is not a finite decimal within :data:`app.exact.DECIMAL_EXPONENTS`."""
+    try:
+        value = Decimal(text)
+    except decimal.InvalidOperation:
+        raise ValueError(f"{text!r} is not a decimal number") from None
+    if not value.is_finite() or value.as_tuple().exponent not in DECIMAL_EXPONENTS:
+        raise ValueError(f"{text!r} is not a finite decimal of at most 4000 places")
+    return value
+
+
+def sum_decimals(values: Iterable[Decimal]) -> ExactSum:
+    """Sum decimals exactly (an empty sum is still a decimal one)."""
+    total = _EXACT.create_decimal(0)
+    for value in values:
+        total = _EXACT.add(total, value)
+    return of_decimal(total)
+
+
+def of_decimal(value: Decimal) -> ExactSum:
+    """Return a finite Decimal as an exact decimal sum."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite: not 'n', 'N' or 'F'
+    return ExactSum.of_decimal(int(value.scaleb(-exponent, _EXACT)), exponent)
+
+
+def sum_decimal_block(block: bytes) -> tuple[ExactSum, int] | None:
+    """Sum a block of whole lines of decimals (blank lines skipped) exactly, or return None
+    if polars can't read every line as a decimal of at most 38 digits without an exponent
+    (then the caller parses them one by one)."""
+    import polars as pl  # imported here: only workers parse files
+
+    # an exponent shifts the point, which the scale below doesn't count
+    if b"e" in block or b"E" in block or (scale := _scale(block)) > MAX_DIGITS:
+        return None
+    try:
+        column = pl.read_csv(
+            block,
+            has_header=False,
+            new_columns=["x"],
+            schema_overrides={"x": pl.Decimal(MAX_DIGITS, scale)},
+            separator="\x1f",
+            quote_char=None,
+        )["x"]
+    except pl.exceptions.PolarsError:
+        return None
+    return _sum_scaled(column.drop_nulls(), scale)
+
+
+def sum_decimal_strings(strings: Any) -> tuple[ExactSum, int] | None:
+    """Sum a polars Series of decimal texts exactly (surrounding spaces allowed), or return
+    None if polars can't read every one as a decimal of at most 38 digits."""
+    import polars as pl
+
+    texts = strings.str.strip_chars()
+    if texts.str.contains("[eE]").any():
+        return None
+    places = texts.str.len_bytes() - texts.str.find(".", literal=True) - 1
+    scale = int(places.max() or 0)
+    if scale > MAX_DIGITS:
+        return None
+    try:
+        column = texts.cast(pl.Decimal(MAX_DIGITS, scale), strict=True)
+    except pl.exceptions.PolarsError:
+        return None
+    return _sum_scaled(column, scale)
+
+
+def _sum_scaled(column: Any, scale: int) -> tuple[ExactSum, int]:
+    """Sum a polars decimal column exactly through its 128-bit integers."""
+    scaled = column.to_physical()  # Int128: each value times 10**scale
+    count = scaled.len()
+    largest = int(scaled.abs().max() or 0)
+    # polars' Int128 sum wraps on overflow: only where it can't, else Python's ints
+    total = int(scaled.sum()) if largest * count <= _INT128_MAX else sum(scaled.to_list())
+    return ExactSum.of_decimal(total, -scale), count
+
+
+def _scale(block: bytes) -> int:
+    """Return the most digits that follow a point in ``block`` (0 if it has none); stop
+    counting past :data:`MAX_DIGITS`."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    following = np.flatnonzero(data == _POINT) + 1
+    digits = 0
+    while following.size and digits <= MAX_DIGITS:
+        following = following[following < data.size]
+        following = following[(data[following] - _DIGIT_0) < 10] + 1  # uint8: wraps below 0
+        digits += bool(following.size)
+    return digits
