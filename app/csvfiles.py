@@ -6,6 +6,9 @@ fields, delimiters inside quotes) and sums the column exactly. Empty fields are 
 A quoted field with a newline in it is read right when it lies within one range; one that
 crosses a range's end leaves an odd number of quote characters in a range, and fails the
 run naming the line, never summing a wrong total (``--chunks 1`` reads such a file whole).
+
+A CSV file the workers can't see (``shared=False``) travels as raw blocks of rows, as text
+does (app.sources); the submitter cuts them only where no quoted field is open.
 """
 
 import csv
@@ -37,6 +40,7 @@ class CsvColumn:
     column: str | int
     delimiter: str = ","
     header: bool = True
+    shared: bool = True  # False: the submitter ships the rows, unparsed (app.sources)
 
     def plan(self) -> tuple[FileStamp, int]:
         """Return the file's stamp and the column's index; raise SettingsError if the file
@@ -81,11 +85,26 @@ def sum_csv_range(
             f"a quoted field of {path!r} holds a newline across the chunks near line "
             f"{first_line()}; sum the file as one chunk (--chunks 1), or without such fields"
         )
+    return sum_csv_block(block, path, first_line, column, delimiter, decimal=decimal)
+
+
+def sum_csv_block(
+    block: bytes,
+    source: str,
+    first_line: Callable[[], int],
+    column: int,
+    delimiter: str,
+    *,
+    decimal: bool = False,
+) -> tuple[ExactSum, int]:
+    """Sum column ``column`` of a block of whole CSV rows of ``source`` (as decimals, if
+    ``decimal``); raise FileInputError naming a bad field by its line (``first_line()``: the
+    block's first line's) and column."""
     values = _column_strings(block, column, delimiter)
     summing = sum_decimal_strings if decimal else sum_values
     if values is not None and (summed := summing(values)) is not None:
         return summed
-    return _sum_rows_exactly(block, path, first_line, column, delimiter, decimal=decimal)
+    return _sum_rows_exactly(block, source, first_line, column, delimiter, decimal=decimal)
 
 
 def _column_strings(block: bytes, column: int, delimiter: str) -> Any:

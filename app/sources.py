@@ -7,7 +7,8 @@
 * a :class:`~app.arrays.NpyFile` the workers see: each chunk is a slice of the array,
   which they memory-map (``sum_npy_slice``);
 * a :class:`~app.csvfiles.CsvColumn` the workers see: byte ranges, as for text files
-  (``sum_csv_range``);
+  (``sum_csv_range``); one they can't see: raw blocks of rows, as for text
+  (``sum_csv_text``), cut only where no quoted field is open;
 * a :class:`~app.parquet.ParquetColumn` the workers see: each chunk is a row group of the
   column (``sum_parquet_row_group``);
 * text the workers can't see (:class:`TextStream`: a pipe, stdin, a file with
@@ -32,7 +33,14 @@ from app.csvfiles import CsvColumn
 from app.errors import ChunkingError, ChunksumError
 from app.files import TextFile, plan_ranges, range_job
 from app.inputs import inclusive_range
-from app.keys import SUM_CSV_JOB, SUM_NPY_JOB, SUM_PARQUET_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
+from app.keys import (
+    SUM_CSV_JOB,
+    SUM_CSV_TEXT_JOB,
+    SUM_NPY_JOB,
+    SUM_PARQUET_JOB,
+    SUM_RANGE_JOB,
+    SUM_TEXT_JOB,
+)
 from app.parquet import ParquetColumn, load_column
 from app.queue import ChunkJob
 from app.settings import Settings
@@ -77,7 +85,8 @@ class Source:
     max_in_flight: int | None = None  # tighter than the settings' (raw text: bytes)
 
 
-Input = Numbers | TextFile | TextStream | NpyFile | ParquetColumn | CsvColumn
+FileInput = TextFile | TextStream | NpyFile | ParquetColumn | CsvColumn
+Input = Numbers | FileInput
 """Anything :func:`app.submit.submit` sums."""
 
 
@@ -103,29 +112,9 @@ def plan_source(
             "decimal=True sums decimal text exactly: give a text file, a stream or a CSV "
             f"column, not {type(numbers).__name__} (whose numbers are binary already)"
         )
-    if isinstance(numbers, TextFile) and numbers.shared:
-        _no_chunk_size(chunk_size, "a file read by reference is cut into byte ranges")
-        stamp = numbers.stamp()
-        ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=settings.chunk_bytes)
-        items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
-        job = ChunkJob(SUM_RANGE_JOB, {**range_job(numbers.path, stamp), **text_options})
-        return Source(len(ranges), items, job, counted_by_workers=True)
-    if isinstance(numbers, NpyFile):
-        _no_chunk_size(chunk_size, "an array file is cut into slices of its memory")
-        return _npy_source(numbers, chunks, settings.chunk_bytes)
-    if isinstance(numbers, CsvColumn):
-        _no_chunk_size(chunk_size, "a CSV file read by reference is cut into byte ranges")
-        return _csv_source(numbers, chunks, settings.chunk_bytes, text_options)
-    if isinstance(numbers, ParquetColumn):
-        _no_chunk_size(chunk_size, "a Parquet file's chunks are its row groups")
-        if chunks is not None:
-            raise ChunkingError("chunks= is not for Parquet files: their row groups are the chunks")
-        return _parquet_source(numbers)
-    if isinstance(numbers, TextFile | TextStream):
-        _no_chunk_size(chunk_size, "text is cut into blocks of whole lines")
-        if chunks is not None:
-            raise ChunkingError("chunks= needs a known length; text is streamed in blocks")
-        return _text_source(numbers, min(settings.chunk_bytes, TEXT_BLOCK_BYTES), text_options)
+    if isinstance(numbers, FileInput):
+        _no_chunk_size(chunk_size, _cut_into(numbers))
+        return _file_source(numbers, chunks, settings.chunk_bytes, text_options)
     planned = plan(numbers, chunks=chunks, chunk_size=chunk_size, default_size=settings.chunk_size)
     items = (
         ChunkArgs(c.index, {"parts": codec.encode_chunk(c.values, c.offset)}, len(c.values))
@@ -173,24 +162,26 @@ def _file_input(path: str, options: FileOptions) -> Input:
     if form == "parquet":
         column = options.column
         return ParquetColumn(path, column) if options.shared else load_column(path, column)
-    if not options.shared:
-        raise ChunksumError(
-            f"{path!r}: CSV columns are read by the workers themselves: add --shared (or use "
-            "`chunksum run`), with the file on a path they see"
-        )
     delimiter = options.delimiter or ("\t" if extension == ".tsv" else ",")
     index: str | int = int(options.column) if options.column.isdigit() else options.column
-    return CsvColumn(path, index, delimiter, options.header)
+    return CsvColumn(path, index, delimiter, options.header, shared=options.shared)
 
 
-def text_blocks(stream: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes]]:
+def text_blocks(
+    stream: BinaryIO, block_bytes: int, *, quote: bytes | None = None, first_line: int = 1
+) -> Iterator[tuple[int, bytes]]:
     """Yield (number of its first line, block) for blocks of whole lines of ``stream``, each
-    about ``block_bytes`` (a block ends at its last newline; a final line may have none)."""
-    first_line, rest = 1, b""
+    about ``block_bytes`` (a block ends at its last newline; a final line may have none).
+
+    Args:
+        quote: CSV's quote character: a block ends only at a newline outside quotes.
+        first_line: the number of the stream's first line in its source.
+    """
+    rest = b""
     while read := stream.read(block_bytes):
         data = rest + read
-        cut = data.rfind(b"\n") + 1
-        if not cut:  # one line longer than a block: read on
+        cut = _last_row_end(data, quote)
+        if not cut:  # one line (or quoted field) longer than a block: read on
             rest = data
             continue
         block, rest = data[:cut], data[cut:]
@@ -198,6 +189,56 @@ def text_blocks(stream: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes
         first_line += block.count(b"\n")
     if rest:
         yield first_line, rest
+
+
+def _file_source(
+    numbers: FileInput, chunks: int | None, chunk_bytes: int, options: dict[str, Any]
+) -> Source:
+    if isinstance(numbers, TextFile) and numbers.shared:
+        stamp = numbers.stamp()
+        ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=chunk_bytes)
+        items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
+        job = ChunkJob(SUM_RANGE_JOB, {**range_job(numbers.path, stamp), **options})
+        return Source(len(ranges), items, job, counted_by_workers=True)
+    if isinstance(numbers, NpyFile):
+        return _npy_source(numbers, chunks, chunk_bytes)
+    if isinstance(numbers, CsvColumn) and numbers.shared:
+        return _csv_source(numbers, chunks, chunk_bytes, options)
+    if isinstance(numbers, ParquetColumn):
+        if chunks is not None:
+            raise ChunkingError("chunks= is not for Parquet files: their row groups are the chunks")
+        return _parquet_source(numbers)
+    if chunks is not None:
+        raise ChunkingError("chunks= needs a known length; text is streamed in blocks")
+    block_bytes = min(chunk_bytes, TEXT_BLOCK_BYTES)
+    if isinstance(numbers, CsvColumn):
+        return _csv_text_source(numbers, block_bytes, options)
+    return _text_source(numbers, block_bytes, options)
+
+
+def _cut_into(numbers: FileInput) -> str:
+    """Say what a file or a stream is cut into, rather than a count of numbers."""
+    if isinstance(numbers, TextFile | CsvColumn) and numbers.shared:
+        return "a file read by reference is cut into byte ranges"
+    if isinstance(numbers, NpyFile):
+        return "an array file is cut into slices of its memory"
+    if isinstance(numbers, ParquetColumn):
+        return "a Parquet file's chunks are its row groups"
+    return "text is cut into blocks of whole lines"
+
+
+def _last_row_end(data: bytes, quote: bytes | None) -> int:
+    """Return where the last whole line of ``data`` ends (0 if none does): past its last
+    newline, or the last one outside quotes (an even number of quote characters before)."""
+    cut = data.rfind(b"\n") + 1
+    if quote is None:
+        return cut
+    odd = data.count(quote, 0, cut) % 2
+    while cut and odd:  # inside a quoted field: step back a line (counting each byte once)
+        previous = data.rfind(b"\n", 0, cut - 1) + 1
+        odd ^= data.count(quote, previous, cut) % 2
+        cut = previous
+    return cut
 
 
 def _text_source(text: TextFile | TextStream, block_bytes: int, options: dict[str, Any]) -> Source:
@@ -217,6 +258,25 @@ def _text_source(text: TextFile | TextStream, block_bytes: int, options: dict[st
 
     in_flight = max(1, TEXT_IN_FLIGHT_BYTES // block_bytes)
     job = ChunkJob(SUM_TEXT_JOB, options)
+    return Source(None, items(), job, counted_by_workers=True, max_in_flight=in_flight)
+
+
+def _csv_text_source(table: CsvColumn, block_bytes: int, options: dict[str, Any]) -> Source:
+    _, column = table.plan()  # a clear error now for a missing file or column
+
+    def items() -> Iterator[ChunkArgs]:
+        with open(table.path, "rb") as stream:
+            first_line = 1
+            if table.header:
+                stream.readline()
+                first_line = 2
+            blocks = text_blocks(stream, block_bytes, quote=b'"', first_line=first_line)
+            for index, (first, block) in enumerate(blocks):
+                yield ChunkArgs(index, {"text": codec.Packed(block), "first_line": first})
+
+    in_flight = max(1, TEXT_IN_FLIGHT_BYTES // block_bytes)
+    shared = {"source": table.path, "column": column, "delimiter": table.delimiter, **options}
+    job = ChunkJob(SUM_CSV_TEXT_JOB, shared)
     return Source(None, items(), job, counted_by_workers=True, max_in_flight=in_flight)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from app import codec
 from app.arrays import sum_slice
+from app.csvfiles import sum_csv_block
 from app.csvfiles import sum_csv_range as sum_csv_range_of
 from app.errors import FileInputError, PayloadError
 from app.exact import ExactSum
@@ -120,6 +121,30 @@ async def sum_csv_range(
         sum_csv_range_of, column=column, delimiter=delimiter, header=header, decimal=decimal
     )
     return await _sum_in_thread(ctx, run_id, index, summing, path, offset, length, stamp)
+
+
+async def sum_csv_text(
+    ctx: dict[str, Any],
+    *,
+    run_id: str,
+    index: int,
+    text: object,
+    first_line: int,
+    source: str,
+    column: int,
+    delimiter: str,
+    decimal: bool = False,
+) -> bool:
+    """Sum column ``column`` of a block of whole CSV rows of ``source`` whose first is line
+    ``first_line`` (the submitter read them, unparsed); return False if the run already had
+    this chunk."""
+    block = text.data if isinstance(text, codec.Packed) else text
+    if not isinstance(block, bytes) or not isinstance(first_line, int):
+        raise PayloadError(f"sum_csv_text got a malformed block of run {run_id!r}")
+    summing = functools.partial(sum_csv_block, decimal=decimal)
+    return await _sum_in_thread(
+        ctx, run_id, index, summing, block, source, lambda: first_line, column, delimiter
+    )
 
 
 async def _sum_in_thread(

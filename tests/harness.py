@@ -18,6 +18,7 @@ from app.bench.slow_chunks import worker_settings
 from app.keys import Keys
 from app.runs import RunStore
 from app.settings import Settings
+from app.submit import Client
 from app.worker.chunksum_worker import ChunksumWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,11 @@ async def eventually(
             raise  # the probe's own
         raise AssertionError(f"waited {timeout_s:g} s for {what}; last saw {last!r}") from None
     return value
+
+
+async def no_jobs_left(client: Client) -> bool:
+    """Whether no chunk job is queued or running (a failed run's running ones finish)."""
+    return await client.queue_depth() == 0
 
 
 def eventually_sync(

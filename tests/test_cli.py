@@ -488,18 +488,15 @@ def test_parquet_column_by_reference_or_sent(
 
 
 @pytest.mark.usefixtures("cli_worker")
-def test_csv_column_by_reference(
+def test_csv_column_by_reference_or_raw(
     cli_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`submit --file x.csv --column NAME --shared` sums the column on the workers; without
-    --shared it says to add it."""
+    --shared this process ships the rows, unparsed, and the total is the same."""
     path = tmp_path / "t.csv"
     path.write_text("id,amount\n" + "".join(f"{i},{i * 3}\n" for i in range(1000)))
     args = ("submit", "--file", str(path), "--column", "amount", "--json", "--timeout", "30")
-    assert run_main(*args, "--shared", settings=cli_settings) == 0
-    submitted = json.loads(capsys.readouterr().out)
-    assert (submitted["total"], submitted["count"]) == (3 * sum(range(1000)), 1000)
-    assert run_main(*args, settings=cli_settings) == 1
-    assert "CSV columns are read by the workers themselves: add --shared" in (
-        capsys.readouterr().err
-    )
+    for shared in (("--shared",), ()):
+        assert run_main(*args, *shared, settings=cli_settings) == 0
+        submitted = json.loads(capsys.readouterr().out)
+        assert (submitted["total"], submitted["count"]) == (3 * sum(range(1000)), 1000)

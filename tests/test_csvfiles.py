@@ -1,15 +1,23 @@
 """Tests for app.csvfiles: CSV columns summed by reference, range by range."""
 
+import io
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from arq.worker import Worker
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.csvfiles import CsvColumn, sum_csv_range
-from app.errors import FileInputError, SettingsError
+from app.errors import FileInputError, RunFailedError, SettingsError
 from app.exact import ExactSum
 from app.files import plan_ranges
+from app.settings import Settings
+from app.sources import text_blocks
 from app.submit import Client
+from tests.harness import eventually, no_jobs_left
 
 
 def sum_in_ranges(path: Path, column: str | int, chunks: int, **options: str) -> tuple[object, int]:
@@ -89,3 +97,39 @@ async def test_workers_sum_a_csv_column_by_reference(
     """submit(CsvColumn) sums the column on the workers, range by range."""
     result = await client.submit(CsvColumn(str(table), "big"), chunks=4, timeout=30)
     assert (result.total, result.count) == (sum(r[3] for r in ROWS), len(ROWS))
+
+
+ROWS_WITH_QUOTES = ['1,"a\nb"\n', '2,"x ""q"" y"\n', "3,z\n", '4,"\n\n"\n']
+
+
+@given(st.lists(st.sampled_from(ROWS_WITH_QUOTES), max_size=30))
+def test_raw_csv_blocks_end_outside_quotes(rows: list[str]) -> None:
+    """Raw CSV blocks hold whole rows: each ends at a newline outside quotes (an even
+    number of quote characters), they join back to the text, and number their lines."""
+    data = "".join(rows).encode()
+    blocks = list(text_blocks(io.BytesIO(data), 8, quote=b'"', first_line=2))
+    assert b"".join(block for _, block in blocks) == data
+    assert all(block.count(b'"') % 2 == 0 for _, block in blocks)
+    lines = [2 + sum(block.count(b"\n") for _, block in blocks[:i]) for i in range(len(blocks))]
+    assert [first for first, _ in blocks] == lines
+
+
+async def test_a_csv_the_workers_cant_see_travels_as_raw_rows(
+    settings: Settings, worker: Worker, table: Path, tmp_path: Path
+) -> None:
+    """CsvColumn(shared=False) ships blocks of whole rows: exact totals (quoted newlines
+    too, wherever the blocks are cut), as decimals if asked; a bad field is named by its
+    line in the whole file, and its run leaves no job behind."""
+    async with Client(replace(settings, chunk_bytes=1000)) as client:
+        result = await client.submit(CsvColumn(str(table), "big", shared=False), timeout=30)
+        assert (result.total, result.count) == (sum(r[3] for r in ROWS), len(ROWS))
+        assert result.chunks > 3
+        notes = tmp_path / "notes.csv"
+        notes.write_text("amount,note\n" + '0.10,"a\nb, c"\n' * 300)
+        column = CsvColumn(str(notes), "amount", shared=False)
+        ledger = await client.submit(column, decimal=True, timeout=30)
+        assert (ledger.total, ledger.count) == (Decimal("30.00"), 300)
+        notes.write_text("amount\n" + "1\n" * 700 + "one\n")
+        with pytest.raises(RunFailedError, match=r"line 702, column 0 of .* is 'one'"):
+            await client.submit(column, timeout=30)
+        await eventually(lambda: no_jobs_left(client), what="the failed run's jobs gone")

@@ -10,6 +10,7 @@ from app.connection import redis_settings
 from app.keys import (
     SUM_CHUNK_JOB,
     SUM_CSV_JOB,
+    SUM_CSV_TEXT_JOB,
     SUM_NPY_JOB,
     SUM_PARQUET_JOB,
     SUM_RANGE_JOB,
@@ -21,6 +22,7 @@ from app.worker.hooks import job_end, job_start, shutdown, startup
 from jobs.chunks import sum_chunk
 from jobs.files import (
     sum_csv_range,
+    sum_csv_text,
     sum_file_range,
     sum_npy_slice,
     sum_parquet_row_group,
@@ -56,6 +58,7 @@ def worker_settings(settings: Settings, *, jobs: Sequence[Function] = ()) -> dic
             chunk_function(sum_npy_slice, SUM_NPY_JOB),
             chunk_function(sum_parquet_row_group, SUM_PARQUET_JOB),
             chunk_function(sum_csv_range, SUM_CSV_JOB),
+            chunk_function(sum_csv_text, SUM_CSV_TEXT_JOB),
             *jobs,
         ],
         "queue_name": Keys(settings.key_prefix).queue,
