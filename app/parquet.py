@@ -2,7 +2,8 @@
 
 The submitter reads the file's footer only (its row groups and schema); each row group is a
 chunk, which a worker reads (pyarrow, the ``parquet`` extra) and sums exactly. Nulls are
-skipped, as SQL's ``sum`` skips them, and not counted.
+skipped, as SQL's ``sum`` skips them, and not counted. A ``decimal128`` column is summed as
+exact decimals (its 128-bit integers, then its scale), and its total is a ``Decimal``.
 """
 
 from dataclasses import dataclass
@@ -42,11 +43,11 @@ class ParquetColumn:
                 f"{self.path!r} has no column {self.column!r}; its columns are "
                 f"{', '.join(schema.names)}"
             )
-        kind = _numpy_kind(schema.field(self.column).type)
-        if kind not in NUMERIC_KINDS:
+        arrow_type = schema.field(self.column).type
+        if _numpy_kind(arrow_type) not in NUMERIC_KINDS and not _is_decimal128(arrow_type):
             raise InvalidNumberError(
-                f"column {self.column!r} of {self.path!r} is {schema.field(self.column).type}; "
-                "chunksum sums bool, int and float columns exactly",
+                f"column {self.column!r} of {self.path!r} is {arrow_type}; "
+                "chunksum sums bool, int, float and decimal128 columns exactly",
                 position=0,
             )
         return stamp, meta.num_row_groups
@@ -56,7 +57,10 @@ def sum_row_group(path: str, column: str, group: int, stamp: FileStamp) -> tuple
     """Sum row group ``group`` of the column exactly; return the sum and how many values
     (nulls skipped). Raise FileInputError if the file is gone or changed."""
     stamp.check(path)
-    values = column_values(_pyarrow_parquet().ParquetFile(path).read_row_group(group, [column]))
+    table = _pyarrow_parquet().ParquetFile(path).read_row_group(group, [column])
+    if _is_decimal128(table.schema.field(0).type):
+        return _sum_decimal128(table)
+    values = column_values(table)
     if values.dtype.kind == "f":
         return ExactSum.of_floats(values.astype("float64", copy=False)), values.size
     return ExactSum.of_ints(values.view("uint8") if values.dtype.kind == "b" else values), (
@@ -68,7 +72,13 @@ def load_column(path: str, column: str) -> Any:
     """Read a whole column into a NumPy array (nulls skipped), for this process to send its
     numbers to workers that can't see the file."""
     ParquetColumn(path, column).plan()
-    return column_values(_pyarrow_parquet().read_table(path, columns=[column]))
+    table = _pyarrow_parquet().read_table(path, columns=[column])
+    if _is_decimal128(table.schema.field(0).type):
+        raise SettingsError(
+            f"column {column!r} of {path!r} holds decimals, which the workers sum from the "
+            "file itself: add --shared (or use `chunksum run`), with the file on a path they see"
+        )
+    return column_values(table)
 
 
 def column_values(table: Any) -> Any:
@@ -77,6 +87,27 @@ def column_values(table: Any) -> Any:
 
     chunked = compute.drop_null(table.column(0))
     return chunked.to_numpy()
+
+
+def _sum_decimal128(table: Any) -> tuple[ExactSum, int]:
+    """Sum a one-column decimal128 table exactly: each value is a 128-bit integer (two
+    little-endian 64-bit words, the high one signed) times 10**-scale."""
+    from pyarrow import compute
+
+    total = count = 0
+    for chunk in compute.drop_null(table.column(0)).chunks:
+        words = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
+        words = words[2 * chunk.offset : 2 * (chunk.offset + len(chunk))]
+        low, high = ExactSum.of_ints(words[0::2].view(np.uint64)), ExactSum.of_ints(words[1::2])
+        total += (int(high.value()) << 64) + int(low.value())
+        count += len(chunk)
+    return ExactSum.of_decimal(total, -table.schema.field(0).type.scale), count
+
+
+def _is_decimal128(arrow_type: Any) -> bool:
+    from pyarrow import types
+
+    return bool(types.is_decimal128(arrow_type))
 
 
 def _numpy_kind(arrow_type: Any) -> str:

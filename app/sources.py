@@ -110,7 +110,8 @@ def plan_source(
     if decimal and not isinstance(numbers, TextFile | TextStream | CsvColumn):
         raise ChunkingError(
             "decimal=True sums decimal text exactly: give a text file, a stream or a CSV "
-            f"column, not {type(numbers).__name__} (whose numbers are binary already)"
+            f"column, not {type(numbers).__name__} (whose numbers are binary already; a "
+            "Parquet decimal column is summed as decimals without it)"
         )
     if isinstance(numbers, FileInput):
         _no_chunk_size(chunk_size, _cut_into(numbers))

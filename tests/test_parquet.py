@@ -1,6 +1,9 @@
 """Tests for app.parquet: Parquet columns summed by reference, row group by row group."""
 
+import decimal
 import math
+import random
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ from pyarrow import parquet
 
 from app.errors import FileInputError, InvalidNumberError, SettingsError
 from app.exact import ExactSum, Total
-from app.parquet import ParquetColumn, sum_row_group
+from app.parquet import ParquetColumn, load_column, sum_row_group
 from app.submit import Client
 
 
@@ -67,6 +70,22 @@ def test_non_numeric_columns_and_non_parquet_files_are_refused(tmp_path: Path) -
     text.write_text("1\n")
     with pytest.raises(SettingsError, match="is not a Parquet file"):
         ParquetColumn(str(text), "x").plan()
+
+
+def test_a_decimal_column_sums_as_exact_decimals(tmp_path: Path) -> None:
+    """A decimal128 column sums exactly as decimals, past 64 bits and with its scale, nulls
+    skipped, whatever the row groups; workers that can't see it are told to add --shared."""
+    rng = random.Random(5)
+    values = [Decimal(rng.randint(-(10**35), 10**35)).scaleb(-3) for _ in range(2000)]
+    column = pa.array([*values, None, Decimal("0.500")], pa.decimal128(38, 3))
+    path = write(tmp_path, pa.table({"amount": column}), rows_per_group=300)
+    total, count = sum_in_groups(path, "amount")
+    with decimal.localcontext(prec=decimal.MAX_PREC):
+        expected = sum(values, Decimal("0.500"))
+    assert (total, count) == (expected, 2001)
+    assert str(total) == str(expected)  # the places too
+    with pytest.raises(SettingsError, match="add --shared"):
+        load_column(str(path), "amount")
 
 
 def test_a_changed_parquet_file_is_refused(tmp_path: Path) -> None:
