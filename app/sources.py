@@ -146,6 +146,11 @@ def command_line_input(
     if path not in (None, "-"):
         return _file_input(path, options)
     if path == "-" or not sys.stdin.isatty():
+        if options.form not in (None, "lines"):
+            raise ChunksumError(
+                f"--format {options.form} reads a file: give --file PATH (stdin is read as "
+                "lines of numbers)"
+            )
         return TextStream(sys.stdin.buffer, "<stdin>")
     raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
 

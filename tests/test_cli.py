@@ -277,6 +277,15 @@ def test_missing_file_fails_clearly(
     assert err.startswith(f"chunksum: error: cannot read '{missing}' (No such file")
 
 
+def test_a_format_for_stdin_fails_clearly(
+    cli_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--file - --format csv` exits 1: stdin is read as lines, a CSV needs --file PATH."""
+    args = ("submit", "--file", "-", "--format", "csv", "--column", "a")
+    assert run_main(*args, settings=cli_settings) == 1
+    assert "--format csv reads a file: give --file PATH" in capsys.readouterr().err
+
+
 def test_zero_chunks_fails_clearly(
     cli_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
