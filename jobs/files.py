@@ -53,9 +53,7 @@ async def sum_text(
     """Sum a block of whole lines of ``source`` whose first is line ``first_line`` (the
     submitter read them, unparsed; as decimals, if ``decimal``); return False if the run
     already had this chunk."""
-    block = text.data if isinstance(text, codec.Packed) else text
-    if not isinstance(block, bytes) or not isinstance(first_line, int):
-        raise PayloadError(f"sum_text got a malformed block of run {run_id!r}")
+    block = _raw_block(text, first_line, run_id)
     summing = functools.partial(sum_block, decimal=decimal)
     return await _sum_in_thread(ctx, run_id, index, summing, block, source, lambda: first_line)
 
@@ -138,13 +136,20 @@ async def sum_csv_text(
     """Sum column ``column`` of a block of whole CSV rows of ``source`` whose first is line
     ``first_line`` (the submitter read them, unparsed); return False if the run already had
     this chunk."""
-    block = text.data if isinstance(text, codec.Packed) else text
-    if not isinstance(block, bytes) or not isinstance(first_line, int):
-        raise PayloadError(f"sum_csv_text got a malformed block of run {run_id!r}")
+    block = _raw_block(text, first_line, run_id)
     summing = functools.partial(sum_csv_block, decimal=decimal)
     return await _sum_in_thread(
         ctx, run_id, index, summing, block, source, lambda: first_line, column, delimiter
     )
+
+
+def _raw_block(text: object, first_line: object, run_id: str) -> bytes:
+    """Return a block of raw text as shipped (msgpack bytes, never unpickled), or raise
+    PayloadError if it or its first line's number is malformed."""
+    block = text.data if isinstance(text, codec.Packed) else text
+    if not isinstance(block, bytes) or not isinstance(first_line, int):
+        raise PayloadError(f"a malformed block of raw text in run {run_id!r}")
+    return block
 
 
 async def _sum_in_thread(
