@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ import urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode())
 """
 _CHUNK_OUTCOME = re.compile(r'^chunksum_chunks_total\{outcome="(\w+)"\} (\S+)$', re.MULTILINE)
+_NUMBERS = re.compile(r"^chunksum_numbers_summed_total (\S+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,19 @@ def start_cli_submit(
     return start_submit(cluster, settings, "-m", "app.cli", "submit", *args)
 
 
+def pause(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``process`` (SIGSTOP) and wait (bounded) until it is stopped: its event loop,
+    on its main thread, runs no more."""
+    process.send_signal(signal.SIGSTOP)
+    stat = Path(f"/proc/{process.pid}/stat")
+    eventually_sync(
+        lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T",
+        timeout_s=5,
+        every_s=0.001,
+        what=f"pid {process.pid} to stop",
+    )
+
+
 async def submitted(process: subprocess.Popen[bytes]) -> dict[str, Any]:
     """Wait (bounded) for a submitter to exit 0; return the JSON result it printed."""
     out, err = await asyncio.to_thread(process.communicate, timeout=SUBMIT_S)
@@ -147,15 +162,41 @@ async def submitted(process: subprocess.Popen[bytes]) -> dict[str, Any]:
     return result
 
 
-async def chunk_outcomes(cluster: Cluster, host: str) -> dict[str, float]:
-    """Return a worker's chunk counts by outcome (done, duplicate, retried, failed), from
-    its metrics, read on its own host (so even while its cable is out)."""
+@dataclass(frozen=True, slots=True)
+class Share:
+    """What one worker host summed, by its metrics: chunks recorded (not repeats), numbers."""
+
+    chunks: int
+    numbers: int
+
+
+async def metrics_of(cluster: Cluster, host: str) -> str:
+    """Return a worker's metrics, read on its own host (so even while its cable is out)."""
     process = cluster.network.popen(
         host, [sys.executable, "-c", FETCH_METRICS], stdout=subprocess.PIPE
     )
     out, _ = await asyncio.to_thread(process.communicate, timeout=15)
     assert process.returncode == 0, f"could not read {host}'s metrics"
-    return {outcome: float(n) for outcome, n in _CHUNK_OUTCOME.findall(out.decode())}
+    return out.decode()
+
+
+async def chunk_outcomes(cluster: Cluster, host: str) -> dict[str, float]:
+    """Return a worker's chunk counts by outcome (done, duplicate, retried, failed)."""
+    text = await metrics_of(cluster, host)
+    return {outcome: float(n) for outcome, n in _CHUNK_OUTCOME.findall(text)}
+
+
+async def shares(cluster: Cluster, hosts: Sequence[str]) -> dict[str, Share]:
+    """Return what each worker host of ``hosts`` has summed so far."""
+    texts = await asyncio.gather(*(metrics_of(cluster, host) for host in hosts))
+    return {host: _share(text) for host, text in zip(hosts, texts, strict=True)}
+
+
+def _share(text: str) -> Share:
+    outcomes = dict(_CHUNK_OUTCOME.findall(text))
+    numbers = _NUMBERS.search(text)
+    assert numbers is not None, f"no chunksum_numbers_summed_total in {text!r}"
+    return Share(int(float(outcomes["done"])), int(float(numbers[1])))
 
 
 async def beat_of(watch: Client, pid: int, *, since: float = 0.0) -> WorkerInfo | None:

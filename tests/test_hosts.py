@@ -1,13 +1,18 @@
 """Several hosts on a private network: Redis, three `chunksum worker`s and a submitter,
-each in a network namespace (tests.netns, tests.cluster); a worker's cable is pulled
-mid-run, and plugged back in.
+each in a network namespace (tests.netns, tests.cluster). A run is shared by the worker
+hosts; a file they all see is read by reference; a worker's cable is pulled mid-run, and
+plugged back in.
 """
 
 import asyncio
+import functools
+import random
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -21,9 +26,12 @@ from tests.cluster import (
     POLL_S,
     SUBMIT_S,
     Cluster,
+    Share,
     beat_of,
     chunk_outcomes,
+    pause,
     running_cluster,
+    shares,
     start_cli_submit,
     start_submit,
     start_worker,
@@ -37,6 +45,9 @@ WORKER_HOSTS = ("w1", "w2", "w3")
 HOSTS = ("redis", *WORKER_HOSTS, "sub")
 STOP_GRACE_S = 15.0
 RESUBSCRIBE_S = 15.0  # time for TCP keepalive probes (after 10 s idle) to find a dead connection
+SUBMIT = ("-m", "app.cli", "submit")  # `chunksum submit`, by this interpreter
+CLI_SUBMIT = ("--json", "-q", "--timeout", "20")
+INT64, BIG, BIG_EVERY = 10**18, 10**30, 1000  # the test files' numbers (write_numbers)
 
 # The slow runs' submitter uses the bench's slow chunks (app.bench.slow_chunks), which
 # `chunksum submit` has no option for, and prints the result as `chunksum submit --json` does.
@@ -139,6 +150,101 @@ async def test_a_run_across_hosts_is_exact_and_shared(cluster: Cluster) -> None:
     shares = [done.get(worker.pid, 0) for worker in workers]
     print(f"\nnetns: {chunks} chunks in {result['elapsed_s']:.2f} s, by host {shares}")
     assert sum(1 for share in shares if share) >= 2, f"one host did every chunk: {shares}"
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_shared_file_is_read_by_reference_on_every_worker_host(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """`chunksum submit --file --shared` on one host, of a file every host sees: the three
+    worker hosts read its byte ranges themselves, each sums some, and the total is exact."""
+    path = tmp_path / "numbers.txt"  # the hosts share the filesystem, as NFS clients would
+    lines, ranges = 240_000, 60
+    total = write_numbers(path, lines, seed=12)
+    # a range at a time, and a lease that outlasts the turns (take_turns)
+    settings = replace(cluster.settings, worker_max_jobs=1, lease_s=60.0)
+    workers = {host: start_worker(cluster, settings, host) for host in WORKER_HOSTS}
+    async with Client(cluster.observer(settings)) as watch:
+        await wait_for_workers(watch, [worker.pid for worker in workers.values()])
+        for worker in workers.values():
+            await asyncio.to_thread(pause, worker)
+        shared = ("--file", str(path), "--shared", "--chunks", str(ranges), *CLI_SUBMIT)
+        submit = start_submit(cluster, settings, *SUBMIT, *shared)
+        await take_turns(watch, workers)
+        result = await submitted(submit)
+        run = await watch.status(result["run_id"])
+    assert (run.status, run.total, run.done_chunks) == ("done", total, ranges)
+    # ints past 2**53 travel in JSON as strings: compared digit for digit
+    assert (result["total"], result["count"], result["chunks"]) == (str(total), lines, ranges)
+    # a worker counts a range in its metrics just after recording it: wait for the last ones
+    by_host = await eventually(
+        lambda: summed_by_hosts(cluster, ranges),
+        timeout_s=30,
+        every_s=POLL_S,
+        what="every range counted",
+    )
+    print(f"\nnetns: {ranges} ranges in {result['elapsed_s']:.2f} s, by host {by_host}")
+    assert sum(share.numbers for share in by_host.values()) == lines
+    assert all(share.chunks for share in by_host.values()), f"a host summed no range: {by_host}"
+
+
+def write_numbers(path: Path, lines: int, *, seed: int) -> int:
+    """Write ``lines`` random ints to ``path``, one a line; return their exact sum.
+
+    Most are int64s; every BIG_EVERY-th is past int64, so that every range holds
+    one, which the workers parse line by line into Python ints; the first, 10**40, makes
+    the total a JSON string, compared digit for digit.
+    """
+    rng = random.Random(seed)
+    numbers = [10**40]
+    for line in range(1, lines):
+        bound = BIG if line % BIG_EVERY == 0 else INT64
+        numbers.append(rng.randint(-bound, bound))
+    path.write_text("".join(f"{number}\n" for number in numbers))
+    return sum(numbers)
+
+
+async def take_turns(watch: Client, paused: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Let each paused worker at the newest run alone, in turn, until it has claimed one of
+    its chunks; then let them all run on.
+
+    Which idle worker claims first, and how often, is a race that a host slow to be
+    scheduled (two cores, other tests) can lose for a whole short run. Paused (SIGSTOP), a
+    worker claims nothing and keeps what it holds (for the lease), so whatever changes in
+    the run while one runs alone is its doing, and a chunk it claimed is one it records.
+    """
+    run = await eventually(lambda: latest_run(watch), timeout_s=15, every_s=POLL_S, what="the run")
+    for host, worker in paused.items():
+        before = await progress(watch, run.run_id)
+        worker.send_signal(signal.SIGCONT)
+        await eventually(
+            functools.partial(moved, watch, run.run_id, before),
+            timeout_s=15,
+            every_s=0.01,  # before it has claimed every chunk
+            what=f"{host} to claim a chunk",
+        )
+        await asyncio.to_thread(pause, worker)
+    for worker in paused.values():
+        worker.send_signal(signal.SIGCONT)
+
+
+async def progress(watch: Client, run_id: str) -> tuple[set[str], int]:
+    """Return a run's chunk jobs in progress, and how many chunks it has recorded."""
+    held = await held_chunks(watch, run_id)
+    return set(held or ()), (await watch.status(run_id)).done_chunks
+
+
+async def moved(watch: Client, run_id: str, before: tuple[set[str], int]) -> bool | None:
+    """Return True once a chunk of the run is in progress or recorded that was not ``before``."""
+    held, done = await progress(watch, run_id)
+    return True if held - before[0] or done > before[1] else None
+
+
+async def summed_by_hosts(cluster: Cluster, chunks: int) -> dict[str, Share] | None:
+    """Return what each worker host summed, once their metrics count ``chunks`` in all."""
+    by_host = await shares(cluster, WORKER_HOSTS)
+    return by_host if sum(share.chunks for share in by_host.values()) >= chunks else None
 
 
 @dataclass
