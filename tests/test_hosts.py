@@ -1,7 +1,7 @@
 """Several hosts on a private network: Redis, three `chunksum worker`s and a submitter,
 each in a network namespace (tests.netns, tests.cluster). A run is shared by the worker
-hosts; a file they all see is read by reference; a worker's cable is pulled mid-run, and
-plugged back in.
+hosts; a file they all see is read by reference, and one only the submitter sees travels
+as raw bytes; a worker's cable is pulled mid-run, and plugged back in.
 """
 
 import asyncio
@@ -9,6 +9,7 @@ import functools
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from tests.cluster import (
     running_cluster,
     shares,
     start_cli_submit,
+    start_on_sub,
     start_submit,
     start_worker,
     submitted,
@@ -48,6 +50,9 @@ RESUBSCRIBE_S = 15.0  # time for TCP keepalive probes (after 10 s idle) to find 
 SUBMIT = ("-m", "app.cli", "submit")  # `chunksum submit`, by this interpreter
 CLI_SUBMIT = ("--json", "-q", "--timeout", "20")
 INT64, BIG, BIG_EVERY = 10**18, 10**30, 1000  # the test files' numbers (write_numbers)
+# Runs "$@" with a file only it sees: in a mount namespace of its own (unshare), it mounts
+# a tmpfs on $1 (an empty directory for every other process) and copies $2 into it.
+PRIVATE_FILE = 'mount -t tmpfs chunksum "$1" && cp "$2" "$1/" && shift 2 && exec "$@"'
 
 # The slow runs' submitter uses the bench's slow chunks (app.bench.slow_chunks), which
 # `chunksum submit` has no option for, and prints the result as `chunksum submit --json` does.
@@ -189,10 +194,45 @@ async def test_a_shared_file_is_read_by_reference_on_every_worker_host(
     assert all(share.chunks for share in by_host.values()), f"a host summed no range: {by_host}"
 
 
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_file_only_the_submitter_sees_travels_as_raw_bytes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A file in the submitter's own mount namespace: submitted by reference, the run fails,
+    the workers saying they cannot read it, and no total is written; without --shared its
+    lines travel to them as raw blocks, and the total is exact."""
+    source, private = tmp_path / "numbers.txt", tmp_path / "private"
+    private.mkdir()  # empty here and on every worker host; the submitter mounts its own
+    path = private / source.name
+    lines, block_bytes = 120_000, 256 << 10
+    total = write_numbers(source, lines, seed=34)
+    workers = [start_worker(cluster, cluster.settings, host) for host in WORKER_HOSTS]
+    async with Client(cluster.observer(cluster.settings)) as watch:
+        await wait_for_workers(watch, [worker.pid for worker in workers])
+        refused = start_private_submit(cluster, source, private, "--shared", *CLI_SUBMIT)
+        _, err = await asyncio.to_thread(refused.communicate, timeout=SUBMIT_S)
+        failed = await latest_run(watch)
+        raw = ("--chunk-bytes", str(block_bytes), *CLI_SUBMIT)
+        result = await submitted(start_private_submit(cluster, source, private, *raw))
+        run = await watch.status(result["run_id"])
+    assert refused.returncode == 1, err.decode()
+    assert f"a worker cannot read {str(path)!r} (No such file or directory)" in err.decode()
+    assert failed is not None
+    assert (failed.status, failed.total) == ("failed", None)
+    assert failed.error is not None
+    assert f"cannot read {str(path)!r}" in failed.error
+    assert (run.status, run.total, run.count) == ("done", total, lines)
+    assert (result["total"], result["count"]) == (str(total), lines)
+    assert result["chunks"] >= source.stat().st_size // block_bytes  # in blocks of lines
+    assert not path.exists()  # nor here: the file was only ever the submitter's
+    print(f"\nnetns: raw, {result['chunks']} blocks in {result['elapsed_s']:.2f} s")
+
+
 def write_numbers(path: Path, lines: int, *, seed: int) -> int:
     """Write ``lines`` random ints to ``path``, one a line; return their exact sum.
 
-    Most are int64s; every BIG_EVERY-th is past int64, so that every range holds
+    Most are int64s; every BIG_EVERY-th is past int64, so that every range or block holds
     one, which the workers parse line by line into Python ints; the first, 10**40, makes
     the total a JSON string, compared digit for digit.
     """
@@ -203,6 +243,20 @@ def write_numbers(path: Path, lines: int, *, seed: int) -> int:
         numbers.append(rng.randint(-bound, bound))
     path.write_text("".join(f"{number}\n" for number in numbers))
     return sum(numbers)
+
+
+def start_private_submit(
+    cluster: Cluster, source: Path, private: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    """Start `chunksum submit --file PRIVATE/NAME ARGS` on "sub", a copy of ``source`` in a
+    tmpfs on ``private`` that only it sees (a mount namespace of its own)."""
+    submit = (*SUBMIT, "--file", str(private / source.name), *args)
+    return start_on_sub(
+        cluster,
+        cluster.settings,
+        *("unshare", "--mount", "--propagation", "private"),
+        *("sh", "-c", PRIVATE_FILE, "sh", str(private), str(source), sys.executable, *submit),
+    )
 
 
 async def take_turns(watch: Client, paused: dict[str, subprocess.Popen[bytes]]) -> None:
