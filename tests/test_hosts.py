@@ -1,48 +1,58 @@
 """Several hosts on a private network: Redis, three `chunksum worker`s and a submitter,
-each in a network namespace (tests.netns); a worker's cable is pulled mid-run, and
-plugged back in.
-
-The hosts talk over TCP on the test network. The test itself reads Redis through a Unix
-socket of the same server: no cable pull touches it, and the root namespace needs no
-route into the test network.
+each in a network namespace (tests.netns, tests.cluster). A run is shared by the worker
+hosts; a file they all see is read by reference, and one only the submitter sees travels
+as raw bytes; a worker's cable is pulled mid-run, and plugged back in.
 """
 
 import asyncio
-import json
-import re
+import functools
+import random
+import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.heartbeat import BEAT_S, EXPIRES_S, WorkerInfo
 from app.keys import arq_in_progress_key, job_pattern
 from app.runs import RunStatus
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, eventually, eventually_sync, process_env, worker_command
-from tests.netns import Network, ip, require_netns, stop
+from tests.cluster import (
+    POLL_S,
+    SUBMIT_S,
+    Cluster,
+    Share,
+    beat_of,
+    chunk_outcomes,
+    pause,
+    running_cluster,
+    shares,
+    start_cli_submit,
+    start_on_sub,
+    start_submit,
+    start_worker,
+    submitted,
+    wait_for_workers,
+)
+from tests.harness import eventually
+from tests.netns import ip, require_netns, stop
 
-REDIS_SERVER = Path("/usr/bin/redis-server")
-REDIS_PORT = 6379
-REDIS_START_S = 5.0
 WORKER_HOSTS = ("w1", "w2", "w3")
 HOSTS = ("redis", *WORKER_HOSTS, "sub")
-METRICS_PORT = 9100  # each worker's own, on its host's loopback
-POLL_S = 0.05
-WORKERS_UP_S = 30.0  # three interpreters importing numpy and arq on two cores
-SUBMIT_S = 40.0
 STOP_GRACE_S = 15.0
 RESUBSCRIBE_S = 15.0  # time for TCP keepalive probes (after 10 s idle) to find a dead connection
+SUBMIT = ("-m", "app.cli", "submit")  # `chunksum submit`, by this interpreter
+CLI_SUBMIT = ("--json", "-q", "--timeout", "20")
+INT64, BIG, BIG_EVERY = 10**18, 10**30, 1000  # the test files' numbers (write_numbers)
+# Runs "$@" with a file only it sees: in a mount namespace of its own (unshare), it mounts
+# a tmpfs on $1 (an empty directory for every other process) and copies $2 into it.
+PRIVATE_FILE = 'mount -t tmpfs chunksum "$1" && cp "$2" "$1/" && shift 2 && exec "$@"'
 
 # The slow runs' submitter uses the bench's slow chunks (app.bench.slow_chunks), which
 # `chunksum submit` has no option for, and prints the result as `chunksum submit --json` does.
@@ -86,106 +96,14 @@ async def main(last: int, per_chunk: int, every_s: float, io_s: float) -> None:
 
 asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])))
 """
-FETCH_METRICS = f"""
-import urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode())
-"""
-_CHUNK_OUTCOME = re.compile(r'^chunksum_chunks_total\{outcome="(\w+)"\} (\S+)$', re.MULTILINE)
-
-
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    """A test network with Redis running on its host "redis"."""
-
-    network: Network
-    settings: Settings  # what the hosts use: Redis over the test network
-    socket_path: Path  # the same Redis through a Unix socket, for the test's own reads
-
-    def observer(self, settings: Settings) -> Settings:
-        """Return ``settings`` with Redis reached through the Unix socket."""
-        return replace(settings, redis_url=f"unix://{self.socket_path}")
 
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """Build the network, start Redis on "redis"; on exit kill everything and remove it."""
     require_netns()
-    if not REDIS_SERVER.exists():
-        pytest.skip(f"needs {REDIS_SERVER} (apt-get install redis-server)")
-    # a short path: a Unix socket's path has a limit of 107 bytes
-    with tempfile.TemporaryDirectory(prefix="cs-redis-") as tmp, Network(HOSTS) as network:
-        directory = Path(tmp)
-        address = network.address("redis")
-        server = network.popen(
-            "redis",
-            [
-                *(str(REDIS_SERVER), "--bind", address, "--port", str(REDIS_PORT)),
-                *("--unixsocket", str(directory / "redis.sock"), "--unixsocketperm", "700"),
-                *("--protected-mode", "no", "--save", "", "--appendonly", "no"),
-                *("--dir", tmp, "--logfile", str(directory / "redis.log")),
-            ],
-        )
-        wait_for_redis(server, directory)
-        settings = Settings(
-            redis_url=f"redis://{address}:{REDIS_PORT}/0",
-            key_prefix=f"hosts-{uuid.uuid4().hex[:8]}",
-            result_ttl_s=600,
-            worker_poll_s=0.2,
-        )
-        yield Cluster(network, settings, directory / "redis.sock")
-
-
-def wait_for_redis(server: subprocess.Popen[bytes], directory: Path) -> None:
-    """Wait (bounded) until the Redis in ``directory`` answers on its Unix socket."""
-    log = directory / "redis.log"
-
-    def answers() -> bool:
-        try:
-            with Redis(unix_socket_path=str(directory / "redis.sock")) as redis:
-                return bool(redis.ping())
-        except (RedisConnectionError, FileNotFoundError) as exc:
-            if server.poll() is not None:
-                pytest.fail(f"redis-server exited ({exc}): {log_text(log)}")
-            return False
-
-    try:
-        eventually_sync(
-            answers, timeout_s=REDIS_START_S, every_s=POLL_S, what="redis-server to answer"
-        )
-    except AssertionError as exc:
-        pytest.fail(f"{exc}: {log_text(log)}")
-
-
-def log_text(log: Path) -> str:
-    """Return a server's log, or "no log"."""
-    return log.read_text() if log.exists() else "no log"
-
-
-def start_worker(cluster: Cluster, settings: Settings, host: str) -> subprocess.Popen[bytes]:
-    """Start `chunksum worker` on ``host``, with its metrics on the host's loopback."""
-    argv = worker_command("--metrics-port", str(METRICS_PORT))
-    return cluster.network.popen(host, argv, env=process_env(settings), cwd=ROOT)
-
-
-def start_submit(cluster: Cluster, settings: Settings, *args: str) -> subprocess.Popen[bytes]:
-    """Start ``python ARGS`` on host "sub", with its output and errors piped."""
-    pipe = subprocess.PIPE
-    return cluster.network.popen(
-        "sub",
-        [sys.executable, *args],
-        env=process_env(settings),
-        cwd=ROOT,
-        stdout=pipe,
-        stderr=pipe,
-    )
-
-
-def start_cli_submit(
-    cluster: Cluster, settings: Settings, last: int, chunks: int
-) -> subprocess.Popen[bytes]:
-    """Start `chunksum submit --range 1 LAST --chunks CHUNKS --json` on host "sub"."""
-    args = ("--range", "1", str(last), "--chunks", str(chunks), "--json", "-q", "--timeout", "20")
-    return start_submit(cluster, settings, "-m", "app.cli", "submit", *args)
+    with running_cluster(HOSTS) as built:
+        yield built
 
 
 def start_slow_submit(
@@ -194,43 +112,6 @@ def start_slow_submit(
     """Start a submitter on host "sub" whose chunks each first wait ``io_s``."""
     return start_submit(
         cluster, settings, "-c", SUBMIT_SLOW_CHUNKS, *map(str, (last, chunks, io_s))
-    )
-
-
-async def submitted(process: subprocess.Popen[bytes]) -> dict[str, Any]:
-    """Wait (bounded) for a submitter to exit 0; return the JSON result it printed."""
-    out, err = await asyncio.to_thread(process.communicate, timeout=SUBMIT_S)
-    assert process.returncode == 0, f"the submitter exited {process.returncode}: {err.decode()}"
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
-async def chunk_outcomes(cluster: Cluster, host: str) -> dict[str, float]:
-    """Return a worker's chunk counts by outcome (done, duplicate, retried, failed), from
-    its metrics, read on its own host (so even while its cable is out)."""
-    process = cluster.network.popen(
-        host, [sys.executable, "-c", FETCH_METRICS], stdout=subprocess.PIPE
-    )
-    out, _ = await asyncio.to_thread(process.communicate, timeout=15)
-    assert process.returncode == 0, f"could not read {host}'s metrics"
-    return {outcome: float(n) for outcome, n in _CHUNK_OUTCOME.findall(out.decode())}
-
-
-async def beat_of(watch: Client, pid: int, *, since: float = 0.0) -> WorkerInfo | None:
-    """Return the live worker with ``pid`` if it beat after ``since`` (wall time), else None."""
-    beats = [w for w in await watch.workers() if w.pid == pid and w.last_seen > since]
-    return beats[0] if beats else None
-
-
-async def wait_for_workers(watch: Client, pids: list[int]) -> list[WorkerInfo]:
-    """Wait (bounded) until every one of ``pids`` is a live worker; return their beats."""
-
-    async def all_live() -> list[WorkerInfo] | None:
-        live = {w.pid: w for w in await watch.workers()}
-        return [live[pid] for pid in pids] if all(pid in live for pid in pids) else None
-
-    return await eventually(
-        all_live, timeout_s=WORKERS_UP_S, every_s=POLL_S, what=f"workers {pids} to beat"
     )
 
 
@@ -274,6 +155,150 @@ async def test_a_run_across_hosts_is_exact_and_shared(cluster: Cluster) -> None:
     shares = [done.get(worker.pid, 0) for worker in workers]
     print(f"\nnetns: {chunks} chunks in {result['elapsed_s']:.2f} s, by host {shares}")
     assert sum(1 for share in shares if share) >= 2, f"one host did every chunk: {shares}"
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_shared_file_is_read_by_reference_on_every_worker_host(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """`chunksum submit --file --shared` on one host, of a file every host sees: the three
+    worker hosts read its byte ranges themselves, each sums some, and the total is exact."""
+    path = tmp_path / "numbers.txt"  # the hosts share the filesystem, as NFS clients would
+    lines, ranges = 240_000, 60
+    total = write_numbers(path, lines, seed=12)
+    # a range at a time, and a lease that outlasts the turns (take_turns)
+    settings = replace(cluster.settings, worker_max_jobs=1, lease_s=60.0)
+    workers = {host: start_worker(cluster, settings, host) for host in WORKER_HOSTS}
+    async with Client(cluster.observer(settings)) as watch:
+        await wait_for_workers(watch, [worker.pid for worker in workers.values()])
+        for worker in workers.values():
+            await asyncio.to_thread(pause, worker)
+        shared = ("--file", str(path), "--shared", "--chunks", str(ranges), *CLI_SUBMIT)
+        submit = start_submit(cluster, settings, *SUBMIT, *shared)
+        await take_turns(watch, workers)
+        result = await submitted(submit)
+        run = await watch.status(result["run_id"])
+    assert (run.status, run.total, run.done_chunks) == ("done", total, ranges)
+    # ints past 2**53 travel in JSON as strings: compared digit for digit
+    assert (result["total"], result["count"], result["chunks"]) == (str(total), lines, ranges)
+    # a worker counts a range in its metrics just after recording it: wait for the last ones
+    by_host = await eventually(
+        lambda: summed_by_hosts(cluster, ranges),
+        timeout_s=30,
+        every_s=POLL_S,
+        what="every range counted",
+    )
+    print(f"\nnetns: {ranges} ranges in {result['elapsed_s']:.2f} s, by host {by_host}")
+    assert sum(share.numbers for share in by_host.values()) == lines
+    assert all(share.chunks for share in by_host.values()), f"a host summed no range: {by_host}"
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+async def test_a_file_only_the_submitter_sees_travels_as_raw_bytes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A file in the submitter's own mount namespace: submitted by reference, the run fails,
+    the workers saying they cannot read it, and no total is written; without --shared its
+    lines travel to them as raw blocks, and the total is exact."""
+    source, private = tmp_path / "numbers.txt", tmp_path / "private"
+    private.mkdir()  # empty here and on every worker host; the submitter mounts its own
+    path = private / source.name
+    lines, block_bytes = 120_000, 256 << 10
+    total = write_numbers(source, lines, seed=34)
+    workers = [start_worker(cluster, cluster.settings, host) for host in WORKER_HOSTS]
+    async with Client(cluster.observer(cluster.settings)) as watch:
+        await wait_for_workers(watch, [worker.pid for worker in workers])
+        refused = start_private_submit(cluster, source, private, "--shared", *CLI_SUBMIT)
+        _, err = await asyncio.to_thread(refused.communicate, timeout=SUBMIT_S)
+        failed = await latest_run(watch)
+        raw = ("--chunk-bytes", str(block_bytes), *CLI_SUBMIT)
+        result = await submitted(start_private_submit(cluster, source, private, *raw))
+        run = await watch.status(result["run_id"])
+    assert refused.returncode == 1, err.decode()
+    assert f"a worker cannot read {str(path)!r} (No such file or directory)" in err.decode()
+    assert failed is not None
+    assert (failed.status, failed.total) == ("failed", None)
+    assert failed.error is not None
+    assert f"cannot read {str(path)!r}" in failed.error
+    assert (run.status, run.total, run.count) == ("done", total, lines)
+    assert (result["total"], result["count"]) == (str(total), lines)
+    assert result["chunks"] >= source.stat().st_size // block_bytes  # in blocks of lines
+    assert not path.exists()  # nor here: the file was only ever the submitter's
+    print(f"\nnetns: raw, {result['chunks']} blocks in {result['elapsed_s']:.2f} s")
+
+
+def write_numbers(path: Path, lines: int, *, seed: int) -> int:
+    """Write ``lines`` random ints to ``path``, one a line; return their exact sum.
+
+    Most are int64s; every BIG_EVERY-th is past int64, so that every range or block holds
+    one, which the workers parse line by line into Python ints; the first, 10**40, makes
+    the total a JSON string, compared digit for digit.
+    """
+    rng = random.Random(seed)
+    numbers = [10**40]
+    for line in range(1, lines):
+        bound = BIG if line % BIG_EVERY == 0 else INT64
+        numbers.append(rng.randint(-bound, bound))
+    path.write_text("".join(f"{number}\n" for number in numbers))
+    return sum(numbers)
+
+
+def start_private_submit(
+    cluster: Cluster, source: Path, private: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    """Start `chunksum submit --file PRIVATE/NAME ARGS` on "sub", a copy of ``source`` in a
+    tmpfs on ``private`` that only it sees (a mount namespace of its own)."""
+    submit = (*SUBMIT, "--file", str(private / source.name), *args)
+    return start_on_sub(
+        cluster,
+        cluster.settings,
+        *("unshare", "--mount", "--propagation", "private"),
+        *("sh", "-c", PRIVATE_FILE, "sh", str(private), str(source), sys.executable, *submit),
+    )
+
+
+async def take_turns(watch: Client, paused: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Let each paused worker at the newest run alone, in turn, until it has claimed one of
+    its chunks; then let them all run on.
+
+    Which idle worker claims first, and how often, is a race that a host slow to be
+    scheduled (two cores, other tests) can lose for a whole short run. Paused (SIGSTOP), a
+    worker claims nothing and keeps what it holds (for the lease), so whatever changes in
+    the run while one runs alone is its doing, and a chunk it claimed is one it records.
+    """
+    run = await eventually(lambda: latest_run(watch), timeout_s=15, every_s=POLL_S, what="the run")
+    for host, worker in paused.items():
+        before = await progress(watch, run.run_id)
+        worker.send_signal(signal.SIGCONT)
+        await eventually(
+            functools.partial(moved, watch, run.run_id, before),
+            timeout_s=15,
+            every_s=0.01,  # before it has claimed every chunk
+            what=f"{host} to claim a chunk",
+        )
+        await asyncio.to_thread(pause, worker)
+    for worker in paused.values():
+        worker.send_signal(signal.SIGCONT)
+
+
+async def progress(watch: Client, run_id: str) -> tuple[set[str], int]:
+    """Return a run's chunk jobs in progress, and how many chunks it has recorded."""
+    held = await held_chunks(watch, run_id)
+    return set(held or ()), (await watch.status(run_id)).done_chunks
+
+
+async def moved(watch: Client, run_id: str, before: tuple[set[str], int]) -> bool | None:
+    """Return True once a chunk of the run is in progress or recorded that was not ``before``."""
+    held, done = await progress(watch, run_id)
+    return True if held - before[0] or done > before[1] else None
+
+
+async def summed_by_hosts(cluster: Cluster, chunks: int) -> dict[str, Share] | None:
+    """Return what each worker host summed, once their metrics count ``chunks`` in all."""
+    by_host = await shares(cluster, WORKER_HOSTS)
+    return by_host if sum(share.chunks for share in by_host.values()) >= chunks else None
 
 
 @dataclass
