@@ -49,7 +49,7 @@ class FileStamp:
         try:
             seen = os.stat(path)
         except OSError as exc:
-            raise FileInputError(f"a worker cannot read {path!r} ({exc.strerror})") from exc
+            raise FileInputError(_unreadable(path, exc)) from exc
         if (seen.st_size, seen.st_mtime_ns) != (self.size, self.mtime_ns):
             raise FileInputError(
                 f"{path!r} changed after the run was submitted (its size or modification "
@@ -83,6 +83,15 @@ class TextFile:
     def stamp(self) -> FileStamp:
         """Return the file's size and modification time (see :func:`stamp_of`)."""
         return stamp_of(self.path)
+
+
+def _unreadable(path: str, exc: OSError) -> str:
+    """Say that a worker cannot read ``path``, and what to do."""
+    return (
+        f"a worker cannot read {path!r} ({exc.strerror}); the workers read a file at the "
+        "path the submitter gave: put it where they see it, or submit without --shared "
+        "(shared=False) to send them its contents"
+    )
 
 
 def stamp_of(path: str) -> FileStamp:
@@ -142,7 +151,7 @@ def read_lines(
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
-        raise FileInputError(f"a worker cannot read {path!r} ({exc.strerror})") from exc
+        raise FileInputError(_unreadable(path, exc)) from exc
     try:
         start = offset if offset == 0 else _line_start(fd, offset - 1, stamp.size)
         end = min(offset + length, stamp.size)
