@@ -4,6 +4,8 @@
   travel packed (app.codec) to ``sum_chunk``;
 * a :class:`~app.files.TextFile` the workers see: each chunk is a byte range they read
   themselves (``sum_file_range``); no number passes through the submitter or Redis;
+* a :class:`~app.files.TextFile` named by URL (``s3://...``): byte ranges, as for a file
+  the workers see, which they read through fsspec (``sum_url_range``, app.remote);
 * a :class:`~app.arrays.NpyFile` the workers see: each chunk is a slice of the array,
   which they memory-map (``sum_npy_slice``);
 * a :class:`~app.csvfiles.CsvColumn` the workers see: byte ranges, as for text files
@@ -35,6 +37,7 @@ from app.inputs import inclusive_range
 from app.keys import SUM_CSV_JOB, SUM_NPY_JOB, SUM_PARQUET_JOB, SUM_RANGE_JOB, SUM_TEXT_JOB
 from app.parquet import ParquetColumn, load_column
 from app.queue import ChunkJob
+from app.remote import is_url, stamp_url, url_job
 from app.settings import Settings
 
 # formats by extension; a .tsv is a CSV file delimited by tabs
@@ -95,6 +98,9 @@ def plan_source(
     Args:
         job: the job that sums numbers in memory (default ``sum_chunk``; the bench's differs).
     """
+    if isinstance(numbers, TextFile) and is_url(numbers.path):  # always by reference
+        _no_chunk_size(chunk_size, "a file read by reference is cut into byte ranges")
+        return _url_source(numbers.path, chunks, settings.chunk_bytes)
     if isinstance(numbers, TextFile) and numbers.shared:
         _no_chunk_size(chunk_size, "a file read by reference is cut into byte ranges")
         stamp = numbers.stamp()
@@ -157,7 +163,7 @@ def _file_input(path: str, options: FileOptions) -> Input:
     if form == "npy":
         return NpyFile(path) if options.shared else arrays.load(path)
     if form == "lines":
-        return TextFile(path, shared=options.shared)
+        return TextFile(path, shared=options.shared or is_url(path))
     if options.column is None:
         kind = "CSV" if form == "csv" else "Parquet"
         raise ChunksumError(f"{path!r} is a {kind} file: name its --column")
@@ -249,6 +255,13 @@ def _parquet_source(column: ParquetColumn) -> Source:
     }
     items = (ChunkArgs(group, {"group": group}) for group in range(groups))
     return Source(groups, items, ChunkJob(SUM_PARQUET_JOB, shared), counted_by_workers=True)
+
+
+def _url_source(url: str, chunks: int | None, chunk_bytes: int) -> Source:
+    stamp = stamp_url(url)  # the submitter never reads the object's data
+    ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=chunk_bytes)
+    items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
+    return Source(len(ranges), items, url_job(url, stamp), counted_by_workers=True)
 
 
 def _range_job(text: TextFile, stamp: FileStamp) -> ChunkJob:
