@@ -160,6 +160,11 @@ def command_line_input(
 def _file_input(path: str, options: FileOptions) -> Input:
     extension = os.path.splitext(path)[1].lower()
     form = options.form or FORMATS.get(extension, "lines")
+    if is_url(path) and form != "lines":
+        raise ChunksumError(
+            f"{path!r}: a URL is read as text, one number per line (--format lines); "
+            f"{form} files by URL are not supported yet: copy it to a local path"
+        )
     if form == "npy":
         return NpyFile(path) if options.shared else arrays.load(path)
     if form == "lines":

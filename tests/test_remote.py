@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import remote
-from app.errors import FileInputError, RunFailedError, SettingsError
+from app.errors import ChunksumError, FileInputError, RunFailedError, SettingsError
 from app.files import SCAN_BYTES, TextFile, plan_ranges, read_lines
 from app.keys import SUM_URL_JOB, Keys
 from app.remote import ObjectStamp, is_url, read_url_lines, stamp_url, sum_url_range
@@ -112,6 +112,10 @@ class TestUrls:
         """`submit --file s3://...` needs no --shared: a URL is always read by reference."""
         numbers = command_line_input(None, "s3://b/n.txt", FileOptions(shared=False))
         assert numbers == TextFile("s3://b/n.txt", shared=True)
+        with pytest.raises(ChunksumError, match="parquet files by URL are not supported yet"):
+            command_line_input(None, "s3://b/t.parquet", FileOptions(column="x"))
+        lines = command_line_input(None, "s3://b/t.csv", FileOptions(form="lines"))
+        assert lines == TextFile("s3://b/t.csv")
 
 
 class TestReadUrlLines:
