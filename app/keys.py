@@ -40,6 +40,7 @@ SUM_NPY_JOB = "sum_npy_slice"  # a slice of a .npy array the workers map themsel
 SUM_PARQUET_JOB = "sum_parquet_row_group"  # a row group of a Parquet column
 SUM_CSV_JOB = "sum_csv_range"  # a byte range of a CSV file, one column of its rows
 SUM_CSV_TEXT_JOB = "sum_csv_text"  # a block of CSV rows the submitter ships unparsed
+SUM_URL_JOB = "sum_url_range"  # a byte range of a text file by URL (s3://...), via fsspec
 
 
 @dataclass(frozen=True, slots=True)

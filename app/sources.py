@@ -4,6 +4,8 @@
   travel packed (app.codec) to ``sum_chunk``;
 * a :class:`~app.files.TextFile` the workers see: each chunk is a byte range they read
   themselves (``sum_file_range``); no number passes through the submitter or Redis;
+* a :class:`~app.files.TextFile` named by URL (``s3://...``): byte ranges, as for a file
+  the workers see, which they read through fsspec (``sum_url_range``, app.remote);
 * a :class:`~app.arrays.NpyFile` the workers see: each chunk is a slice of the array,
   which they memory-map (``sum_npy_slice``);
 * a :class:`~app.csvfiles.CsvColumn` the workers see: byte ranges, as for text files
@@ -43,6 +45,7 @@ from app.keys import (
 )
 from app.parquet import ParquetColumn, load_column
 from app.queue import ChunkJob
+from app.remote import is_url, stamp_url, url_job
 from app.settings import Settings
 
 # formats by extension; a .tsv is a CSV file delimited by tabs
@@ -158,10 +161,15 @@ def command_line_input(
 def _file_input(path: str, options: FileOptions) -> Input:
     extension = os.path.splitext(path)[1].lower()
     form = options.form or FORMATS.get(extension, "lines")
+    if is_url(path) and form != "lines":
+        raise ChunksumError(
+            f"{path!r}: a URL is read as text, one number per line (--format lines); "
+            f"{form} files by URL are not supported yet: copy it to a local path"
+        )
     if form == "npy":
         return NpyFile(path) if options.shared else arrays.load(path)
     if form == "lines":
-        return TextFile(path, shared=options.shared)
+        return TextFile(path, shared=options.shared or is_url(path))
     if options.column is None:
         kind = "CSV" if form == "csv" else "Parquet"
         raise ChunksumError(f"{path!r} is a {kind} file: name its --column")
@@ -200,6 +208,8 @@ def text_blocks(
 def _file_source(
     numbers: FileInput, chunks: int | None, chunk_bytes: int, options: dict[str, Any]
 ) -> Source:
+    if isinstance(numbers, TextFile) and is_url(numbers.path):  # always by reference
+        return _url_source(numbers.path, chunks, chunk_bytes, options)
     if isinstance(numbers, TextFile) and numbers.shared:
         stamp = numbers.stamp()
         ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=chunk_bytes)
@@ -224,7 +234,7 @@ def _file_source(
 
 def _cut_into(numbers: FileInput) -> str:
     """Say what a file or a stream is cut into, rather than a count of numbers."""
-    if isinstance(numbers, TextFile | CsvColumn) and numbers.shared:
+    if isinstance(numbers, TextFile | CsvColumn) and (numbers.shared or is_url(numbers.path)):
         return "a file read by reference is cut into byte ranges"
     if isinstance(numbers, NpyFile):
         return "an array file is cut into slices of its memory"
@@ -327,6 +337,13 @@ def _parquet_source(column: ParquetColumn) -> Source:
     }
     items = (ChunkArgs(group, {"group": group}) for group in range(groups))
     return Source(groups, items, ChunkJob(SUM_PARQUET_JOB, shared), counted_by_workers=True)
+
+
+def _url_source(url: str, chunks: int | None, chunk_bytes: int, options: dict[str, Any]) -> Source:
+    stamp = stamp_url(url)  # the submitter never reads the object's data
+    ranges = plan_ranges(stamp.size, chunks=chunks, chunk_bytes=chunk_bytes)
+    items = (ChunkArgs(r.index, {"offset": r.offset, "length": r.length}) for r in ranges)
+    return Source(len(ranges), items, url_job(url, stamp, options), counted_by_workers=True)
 
 
 def _no_chunk_size(chunk_size: int | None, why: str) -> None:

@@ -1,5 +1,6 @@
-"""The file jobs: sum a byte range of a text file or a slice of a ``.npy`` array that the
-worker reads itself, or a block of lines the submitter shipped; record the partial."""
+"""The file jobs: sum a byte range of a text file (a local path or a URL) or a slice of a
+``.npy`` array that the worker reads itself, or a block of lines the submitter shipped;
+record the partial."""
 
 import asyncio
 import functools
@@ -15,6 +16,8 @@ from app.errors import FileInputError, PayloadError
 from app.exact import ExactSum
 from app.files import FileStamp, sum_block, sum_range
 from app.parquet import sum_row_group
+from app.remote import ObjectStamp
+from app.remote import sum_url_range as sum_url_range_of
 from app.runs import RunStore
 from jobs.chunks import RUNS, fail, record, retry_or_fail
 
@@ -38,6 +41,28 @@ async def sum_file_range(
     run already had this chunk."""
     summing = functools.partial(sum_range, stamp=FileStamp(size, mtime_ns), decimal=decimal)
     return await _sum_in_thread(ctx, run_id, index, summing, path, offset, length)
+
+
+async def sum_url_range(
+    ctx: dict[str, Any],
+    *,
+    run_id: str,
+    index: int,
+    url: str,
+    offset: int,
+    length: int,
+    size: int,
+    etag: str | None,
+    mtime: str | None,
+    decimal: bool = False,
+) -> bool:
+    """Sum the lines that start in ``[offset, offset + length)`` of the text object at
+    ``url`` (``s3://...``), read through fsspec as app.remote reads it (as decimals, if
+    ``decimal``); return False if the run already had this chunk."""
+    summing = functools.partial(
+        sum_url_range_of, stamp=ObjectStamp(size, etag, mtime), decimal=decimal
+    )
+    return await _sum_in_thread(ctx, run_id, index, summing, url, offset, length)
 
 
 async def sum_text(

@@ -28,6 +28,7 @@ from app.keys import (
     SUM_PARQUET_JOB,
     SUM_RANGE_JOB,
     SUM_TEXT_JOB,
+    SUM_URL_JOB,
     Keys,
     arq_in_progress_key,
     arq_job_key,
@@ -364,6 +365,7 @@ def test_worker_settings_module_is_what_arq_needs() -> None:
         SUM_PARQUET_JOB,
         SUM_CSV_JOB,
         SUM_CSV_TEXT_JOB,
+        SUM_URL_JOB,
     ]
     assert settings["job_deserializer"] is codec.loads
 

@@ -15,6 +15,7 @@ from app.keys import (
     SUM_PARQUET_JOB,
     SUM_RANGE_JOB,
     SUM_TEXT_JOB,
+    SUM_URL_JOB,
     Keys,
 )
 from app.settings import Settings
@@ -27,6 +28,7 @@ from jobs.files import (
     sum_npy_slice,
     sum_parquet_row_group,
     sum_text,
+    sum_url_range,
 )
 
 # How often a plain arq worker's loop runs when it isn't waiting in the queue read (see
@@ -59,6 +61,7 @@ def worker_settings(settings: Settings, *, jobs: Sequence[Function] = ()) -> dic
             chunk_function(sum_parquet_row_group, SUM_PARQUET_JOB),
             chunk_function(sum_csv_range, SUM_CSV_JOB),
             chunk_function(sum_csv_text, SUM_CSV_TEXT_JOB),
+            chunk_function(sum_url_range, SUM_URL_JOB),
             *jobs,
         ],
         "queue_name": Keys(settings.key_prefix).queue,
