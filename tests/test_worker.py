@@ -23,6 +23,7 @@ from app.exact import ExactSum
 from app.keys import (
     SUM_CHUNK_JOB,
     SUM_CSV_JOB,
+    SUM_CSV_TEXT_JOB,
     SUM_NPY_JOB,
     SUM_PARQUET_JOB,
     SUM_RANGE_JOB,
@@ -362,6 +363,7 @@ def test_worker_settings_module_is_what_arq_needs() -> None:
         SUM_NPY_JOB,
         SUM_PARQUET_JOB,
         SUM_CSV_JOB,
+        SUM_CSV_TEXT_JOB,
     ]
     assert settings["job_deserializer"] is codec.loads
 
