@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import codec
 from app.errors import RedisUnavailableError, SettingsError
+from app.faults import describe
 from app.keys import Keys
 from app.settings import Settings
 
@@ -166,12 +167,12 @@ async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
     except (RedisError, OSError) as exc:
         if not _is_auth_error(exc):
             raise RedisUnavailableError(
-                f"cannot reach Redis at {url} ({exc}); start Redis or set REDIS_URL, "
+                f"cannot reach Redis at {url} ({describe(exc)}); start Redis or set REDIS_URL, "
                 "or use `chunksum run`, which starts a private Redis"
             ) from exc
         raise RedisUnavailableError(
-            f"Redis at {url} refused the credentials ({exc}); check the user and password "
-            "in REDIS_URL, e.g. redis://user:password@host:6379/0"
+            f"Redis at {url} refused the credentials ({describe(exc)}); check the user and "
+            "password in REDIS_URL, e.g. redis://user:password@host:6379/0"
         ) from exc
     await keep_alive(pool)
     return pool
@@ -235,7 +236,9 @@ class Backoff:
     async def wait(self, exc: BaseException) -> None:
         """Log the first failure of a series, then wait the next delay."""
         if not self.failing:
-            logger.warning("%s: Redis unreachable (%s); retrying until it is back", self.what, exc)
+            logger.warning(
+                "%s: Redis unreachable (%s); retrying until it is back", self.what, describe(exc)
+            )
             self._since = time.monotonic()
         self.delay_s = min(max(self.delay_s * 2, self.FIRST_S), self.MAX_S)
         await asyncio.sleep(self.delay_s)

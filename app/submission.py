@@ -15,10 +15,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
+from redis.exceptions import RedisError
+
 from app import codec
-from app.connection import LOST_REDIS, Backoff
+from app.connection import DEFAULT_REDIS_URL, LOST_REDIS, Backoff, redact
 from app.errors import RedisUnavailableError, RunFailedError, RunTimeoutError
 from app.exact import ExactSum, Total
+from app.faults import describe, redis_failure
 from app.lease import Lease
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
@@ -97,6 +100,7 @@ class Submission:
     ) -> None:
         self.queue, self.runs, self.settings = queue, runs, settings
         self.redis = runs.redis  # the connection the run's writes go through
+        self._redis_name = redact(settings.redis_url or DEFAULT_REDIS_URL)
         self.run_id = uuid.uuid4().hex
         self._source = plan_source(
             numbers,
@@ -134,6 +138,11 @@ class Submission:
             await self._drive()
             if self._finalised is None:
                 await self._finish()
+        except RedisError as exc:  # never raised as it is: it may hold a whole pipeline
+            doing = f"run {self.run_id}, which failed (its jobs removed)"
+            failure = redis_failure(exc, redis=self._redis_name, doing=doing)
+            await asyncio.shield(self._abandon(failure))
+            raise failure from exc
         except BaseException as exc:
             await asyncio.shield(self._abandon(exc))
             raise
@@ -283,8 +292,9 @@ class Submission:
         """Wait a little while Redis is unreachable; give up after RECONNECT_S."""
         if self._backoff.failing_for_s() > RECONNECT_S:
             raise RedisUnavailableError(
-                f"lost Redis for over {RECONNECT_S:.0f} s during run {self.run_id} ({exc}); its "
-                f"workers may still finish it: see `chunksum status {self.run_id}` later"
+                f"lost Redis for over {RECONNECT_S:.0f} s during run {self.run_id} "
+                f"({describe(exc)}); its workers may still finish it: see "
+                f"`chunksum status {self.run_id}` later"
             ) from exc
         await self._backoff.wait(exc)
 
@@ -304,9 +314,9 @@ class Submission:
     async def _abandon(self, exc: BaseException) -> None:
         cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
         status = Status.CANCELLED if cancelled else Status.FAILED
-        error = "cancelled by the submitter" if cancelled else str(exc)
+        error = "cancelled by the submitter" if cancelled else describe(exc)
         try:
             await self.runs.end(self.run_id, status, error=error)
             await self.queue.remove(self.run_id, sorted(self._pending))
-        except Exception:
-            logger.warning("could not mark run %s %s", self.run_id, status, exc_info=True)
+        except Exception as failure:  # logged in one line: it may hold a whole pipeline
+            logger.warning("could not mark run %s %s: %s", self.run_id, status, describe(failure))

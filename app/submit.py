@@ -24,6 +24,7 @@ from app.errors import (
     WaitTimeoutError,
 )
 from app.exact import Total
+from app.faults import describe
 from app.heartbeat import WorkerInfo, live_workers
 from app.keys import Keys
 from app.queue import ChunkQueue
@@ -152,7 +153,7 @@ class Client:
                 if backoff.failing_for_s() > RECONNECT_S:
                     raise RedisUnavailableError(
                         f"lost Redis for over {RECONNECT_S:.0f} s while waiting for run "
-                        f"{run_id} ({exc}); the run goes on: wait again later"
+                        f"{run_id} ({describe(exc)}); the run goes on: wait again later"
                     ) from exc
                 await backoff.wait(exc)
 

@@ -15,6 +15,7 @@ from app import codec
 from app.connection import LOST_REDIS
 from app.errors import PayloadError
 from app.exact import ExactSum
+from app.faults import describe
 from app.metrics import CHUNK_SECONDS, DONE, DUPLICATE, FAILED, NUMBERS, RETRIED
 from app.queue import ChunkQueue
 from app.runs import EndResult, Recorded, RunStore
@@ -136,6 +137,7 @@ async def retry_or_fail(
         RETRIED.inc()
         await runs.note_retry(run_id)
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
+    error = f"{type(exc).__name__}: {describe(exc)}"
     await fail(
-        runs, run_id, index, f"chunk {index} failed {tries} times on the workers, last with {exc!r}"
+        runs, run_id, index, f"chunk {index} failed {tries} times on the workers, last with {error}"
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from app import codec
 from app.connection import LOST_REDIS, Backoff
+from app.faults import bounded, describe
 from app.keys import arq_in_progress_key, chunk_of
 from app.runs import RunStore
 from app.settings import Settings
@@ -54,7 +55,7 @@ class ChunksumWorker(BatchClaimWorker):
                 "job %s: Redis unreachable before arq could finish it (%s); it runs again once "
                 "its lease lapses",
                 job_id,
-                exc,
+                describe(exc),
             )
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
@@ -76,7 +77,7 @@ class ChunksumWorker(BatchClaimWorker):
         reason = "no reason given"
         with contextlib.suppress(Exception):  # arq's result record, msgpack-encoded by codec
             reason = str(codec.loads(result_data or b"")["r"])
-        message = f"chunk {index} was given up by arq without being summed: {reason}"
+        message = f"chunk {index} was given up by arq without being summed: {bounded(reason)}"
         await runs.fail_chunk(run_id, index, message)
 
     async def finish_job(
