@@ -34,6 +34,11 @@ class RedisUnavailableError(ChunksumError, ConnectionError):
     """Redis can't be reached, or refused the credentials."""
 
 
+class RedisOutOfMemoryError(RedisUnavailableError):
+    """Redis refused a write for want of memory (``maxmemory`` reached under ``noeviction``);
+    the run failed and what it had enqueued was removed."""
+
+
 class RedisServerError(ChunksumError):
     """The private Redis server that chunksum starts itself failed to start."""
 

@@ -12,17 +12,19 @@ import re
 import traceback
 from types import TracebackType
 
-from redis.exceptions import NoPermissionError, RedisError
+from redis.exceptions import NoPermissionError, OutOfMemoryError, RedisError, ResponseError
 
-from app.errors import ChunksumError, RedisUnavailableError
+from app.errors import ChunksumError, RedisOutOfMemoryError, RedisUnavailableError
 
-MAX_CHARS = 400  # the longest account of an error that chunksum stores, raises or logs
+MAX_CHARS = 500  # the longest account of an error that chunksum stores, raises or logs
 _HEAD_CHARS = 4 * MAX_CHARS  # how much of a long text is looked at, at most
 _PIPELINE = re.compile(r"Command # (\d+) \((.*)\) of pipeline caused error: (.*)", re.DOTALL)
 _SCRIPTS = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"}
 _WHITESPACE = re.compile(r"\s+")
 _UNPRINTABLE = re.compile("\0+")
 _MAX_KEY_CHARS = 120
+# how Redis refuses a write over maxmemory; from a Lua script, a ResponseError holding it
+_OOM_REPLY = "OOM command not allowed"
 
 
 def bounded(text: str, limit: int = MAX_CHARS) -> str:
@@ -78,15 +80,35 @@ def format_exception(
     return f"Traceback (most recent call last):\n{frames}{exc_type.__name__}: {describe(exc)}"
 
 
-def redis_failure(exc: RedisError, *, redis: str, doing: str) -> ChunksumError:
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Return whether Redis refused a command (or a script's write) over ``maxmemory``."""
+    if isinstance(exc, OutOfMemoryError):
+        return True
+    return isinstance(exc, ResponseError) and _OOM_REPLY in str(exc)
+
+
+def redis_failure(
+    exc: RedisError, *, redis: str, outcome: str, memory: str = "", max_in_flight: int = 0
+) -> ChunksumError:
     """Return the chunksum error to raise for a redis-py error, which must not leave the API.
 
     Args:
         redis: the Redis, as messages name it (its URL, password redacted).
-        doing: what failed, e.g. "while enqueueing run 1f..".
+        outcome: what became of the work, e.g. "run 1f.. failed and its jobs were removed".
+        memory: Redis's memory figures, for an out-of-memory error ("" if unknown).
+        max_in_flight: the submitter's CHUNKSUM_MAX_IN_FLIGHT, for the same.
     """
+    if is_out_of_memory(exc):
+        return RedisOutOfMemoryError(
+            f"Redis at {redis} is out of memory{memory}; {outcome} ({describe(exc)}). Raise "
+            "its maxmemory (CONFIG SET maxmemory, or maxmemory in redis.conf), send smaller "
+            "chunks (chunk_size=, --chunk-size), or keep fewer in Redis at once "
+            f"(CHUNKSUM_MAX_IN_FLIGHT, now {max_in_flight})"
+        )
     if isinstance(exc, NoPermissionError):
         advice = "give chunksum's Redis user the README's minimum ACL"
     else:
         advice = "see the Redis server's log"
-    return RedisUnavailableError(f"Redis at {redis} failed {doing}: {describe(exc)}; {advice}")
+    return RedisUnavailableError(
+        f"Redis at {redis} refused a command; {outcome} ({describe(exc)}). To fix: {advice}"
+    )

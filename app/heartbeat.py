@@ -18,7 +18,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from app.connection import LOST_REDIS, Backoff
+from app.connection import LOST_REDIS, REDIS_FAULTS, Backoff, waitable
 from app.keys import Keys
 
 BEAT_S = 2.0
@@ -111,7 +111,9 @@ class Heartbeat:
             try:
                 await self.beat()
                 backoff.reset()
-            except LOST_REDIS as exc:
+            except REDIS_FAULTS as exc:  # an outage, or out of memory: never fatal
+                if not waitable(exc):
+                    raise
                 await backoff.wait(exc)
                 continue
             await asyncio.sleep(BEAT_S)

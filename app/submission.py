@@ -7,6 +7,7 @@ The run hash goes out with the first jobs, and the seal (every job enqueued) wit
 """
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -19,9 +20,9 @@ from redis.exceptions import RedisError
 
 from app import codec
 from app.connection import DEFAULT_REDIS_URL, LOST_REDIS, Backoff, redact
-from app.errors import RedisUnavailableError, RunFailedError, RunTimeoutError
+from app.errors import ChunksumError, RedisUnavailableError, RunFailedError, RunTimeoutError
 from app.exact import ExactSum, Total
-from app.faults import describe, redis_failure
+from app.faults import describe, is_out_of_memory, redis_failure
 from app.lease import Lease
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
@@ -139,8 +140,7 @@ class Submission:
             if self._finalised is None:
                 await self._finish()
         except RedisError as exc:  # never raised as it is: it may hold a whole pipeline
-            doing = f"run {self.run_id}, which failed (its jobs removed)"
-            failure = redis_failure(exc, redis=self._redis_name, doing=doing)
+            failure = await asyncio.shield(self._failure(exc))
             await asyncio.shield(self._abandon(failure))
             raise failure from exc
         except BaseException as exc:
@@ -311,12 +311,33 @@ class Submission:
                 run_id=self.run_id,
             )
 
+    async def _failure(self, exc: RedisError) -> ChunksumError:
+        """Return the chunksum error for a redis-py error that ends the run."""
+        outcome = f"run {self.run_id} failed and its jobs were removed"
+        memory = ""
+        if is_out_of_memory(exc):
+            with contextlib.suppress(Exception):  # the figures only help: go on without
+                info = await self.redis.info("memory")
+                memory = (
+                    f" (maxmemory {info['maxmemory_human']}, {info['used_memory_human']} used, "
+                    f"policy {info['maxmemory_policy']})"
+                )
+        return redis_failure(
+            exc,
+            redis=self._redis_name,
+            outcome=outcome,
+            memory=memory,
+            max_in_flight=self.settings.max_in_flight,
+        )
+
     async def _abandon(self, exc: BaseException) -> None:
+        """Mark the run cancelled or failed, and remove its jobs first: deletes work even
+        when Redis is out of memory, and free what ending the run writes."""
         cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
         status = Status.CANCELLED if cancelled else Status.FAILED
         error = "cancelled by the submitter" if cancelled else describe(exc)
         try:
-            await self.runs.end(self.run_id, status, error=error)
             await self.queue.remove(self.run_id, sorted(self._pending))
+            await self.runs.end(self.run_id, status, error=error)
         except Exception as failure:  # logged in one line: it may hold a whole pipeline
             logger.warning("could not mark run %s %s: %s", self.run_id, status, describe(failure))

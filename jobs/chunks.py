@@ -12,7 +12,7 @@ from typing import Any, Protocol, cast
 from arq.worker import Retry
 
 from app import codec
-from app.connection import LOST_REDIS
+from app.connection import REDIS_FAULTS, waitable
 from app.errors import PayloadError
 from app.exact import ExactSum
 from app.faults import describe
@@ -80,9 +80,11 @@ async def record(
             await _finalise_unless_ended(ctx, runs, run_id)
         elif recorded is Recorded.ABANDONED:
             await _abandon(ctx, runs, run_id)
-    except LOST_REDIS as exc:
-        # Redis went away: run the chunk again later (recorded twice, it counts once, and
-        # the last one's retry finalises the run all the same)
+    except REDIS_FAULTS as exc:
+        # Redis went away, or is out of memory: run the chunk again later (recorded twice,
+        # it counts once, and the last one's retry finalises the run all the same)
+        if not waitable(exc):
+            raise
         RETRIED.inc()
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
     return recorded is not Recorded.NOTHING

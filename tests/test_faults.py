@@ -2,20 +2,23 @@
 
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from redis.exceptions import OutOfMemoryError
 
+from app.bench.slow_chunks import submit_slow
 from app.connection import close, connect
-from app.errors import RedisUnavailableError
+from app.errors import RedisOutOfMemoryError, RedisUnavailableError
 from app.faults import MAX_CHARS, bounded, describe
 from app.logs import JsonFormatter, TextFormatter
 from app.redis_server import RedisServer
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import create_run, read_hash
+from tests.harness import create_run, eventually, free_port, read_hash, worker_process
 
 PAYLOAD = bytes(range(256)) * 8192  # 2 MiB of binary, as a packed chunk is
 LIMITED = ("--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
@@ -101,7 +104,7 @@ async def test_refused_command_fails_the_run_in_a_few_words(settings: Settings) 
             with pytest.raises(RedisUnavailableError) as raised:
                 await client.submit(range(100_000), chunks=4, timeout=10)
             message = str(raised.value)
-            assert "failed run" in message
+            assert "failed and its jobs were removed" in message
             assert "PSETEX arq:job:" in message
             assert "NOPERM" in message or "no permissions" in message
             assert len(message) < 2 * MAX_CHARS
@@ -120,3 +123,49 @@ async def test_stored_errors_are_bounded(client: Client) -> None:
     error = (await read_hash(client.redis, client.keys.run("r1")))[b"error"].decode()
     assert len(error) <= MAX_CHARS
     assert printable(error)
+
+
+@pytest.mark.timeout(60)
+async def test_out_of_memory_fails_the_run_and_workers_serve_the_next(settings: Settings) -> None:
+    """A run too big for Redis's maxmemory (noeviction) fails with RedisOutOfMemoryError
+    naming maxmemory and the ways out, leaving no job or queue keys; both worker processes
+    ride out the OOM and, once memory is free, sum the next run."""
+    limited = ("--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
+    with RedisServer(port=free_port(), extra_args=limited) as server:
+        own = replace(settings, redis_url=server.url, lease_s=1.0)
+        async with (
+            worker_process(own) as first,
+            worker_process(own) as second,
+            Client(own) as client,
+        ):
+            await eventually(
+                lambda: len_at_least(client, 2), timeout_s=15, what="both workers' heartbeats"
+            )
+            started = time.monotonic()
+            numbers = np.arange(2_000_000, dtype=np.int64)  # 16 MB, in 32 chunks
+            with pytest.raises(RedisOutOfMemoryError, match=r"maxmemory 4\.00M") as raised:
+                await submit_slow(client, numbers, chunks=32, timeout=30, io_s=0.2)
+            failed_s = time.monotonic() - started
+            assert "CHUNKSUM_MAX_IN_FLIGHT" in str(raised.value)
+            (run,) = await client.recent_runs()
+            assert run.status == "failed"
+            await eventually(
+                lambda: no_job_keys(client), timeout_s=10, what="the run's jobs to be removed"
+            )
+            await client.redis.config_set("maxmemory", 0)
+            freed = time.monotonic()
+            result = await client.submit(range(1000), chunks=4, timeout=20)
+            assert result.total == sum(range(1000))
+            print(f"OOM: failed in {failed_s:.2f} s; next run {time.monotonic() - freed:.2f} s")
+            assert first.returncode is None
+            assert second.returncode is None
+
+
+async def len_at_least(client: Client, workers: int) -> bool:
+    """Whether at least ``workers`` workers beat."""
+    return len(await client.workers()) >= workers
+
+
+async def no_job_keys(client: Client) -> bool:
+    """Whether no chunk job is queued, and no arq job key (record, lease, tries) is left."""
+    return await client.queue_depth() == 0 and not await client.redis.keys("arq:*")
