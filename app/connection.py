@@ -112,6 +112,11 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
     )
 
 
+def redis_name(settings: Settings) -> str:
+    """Return the settings' Redis as messages and logs name it: its URL, password redacted."""
+    return redact(settings.redis_url or DEFAULT_REDIS_URL)
+
+
 def is_sentinel(settings: Settings) -> bool:
     """Return whether the settings' Redis is a Sentinel-managed master."""
     return (settings.redis_url or "").startswith(SENTINEL_SCHEME + "://")

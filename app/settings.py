@@ -36,6 +36,8 @@ class Settings:
     wait_replicas: int | None = None
     # the bearer token that lets the dashboard cancel runs; None: read-only
     dashboard_token: str | None = field(default=None, repr=False)
+    # run on a Redis whose maxmemory-policy may evict any key (allkeys-*): see app.eviction
+    allow_eviction: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -97,6 +99,17 @@ def _optional_int(raw: str) -> int | None:
     return None if raw.strip().lower() in {"", "none", "auto"} else int(raw)
 
 
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+_FLAGS |= {"0": False, "false": False, "no": False, "off": False, "": False}
+
+
+def _flag(raw: str) -> bool:
+    try:
+        return _FLAGS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"not a flag: {raw!r}") from None
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_ca_file": _optional_text,
     "key_prefix": str,
@@ -112,6 +125,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_chunk_bytes": int,
     "wait_replicas": _optional_int,
     "dashboard_token": _optional_text,
+    "allow_eviction": _flag,
 }
 
 
@@ -120,6 +134,8 @@ def _parse(var: str, raw: str, parse: Callable[[str], T]) -> T:
         return parse(raw)
     except ValueError as exc:
         kind = "an integer, e.g. 1000" if parse in (int, _optional_int) else "a number, e.g. 2.5"
+        if parse is _flag:
+            kind = "a flag: 1 or 0 (or true/false, yes/no, on/off)"
         raise SettingsError(f"{var}={raw!r} is not {kind}") from exc
 
 

@@ -19,8 +19,15 @@ from typing import Any, TypedDict, cast
 from redis.exceptions import RedisError
 
 from app import codec
-from app.connection import DEFAULT_REDIS_URL, LOST_REDIS, Backoff, redact
-from app.errors import ChunksumError, RedisUnavailableError, RunFailedError, RunTimeoutError
+from app.connection import LOST_REDIS, Backoff, redis_name
+from app.errors import (
+    ChunksumError,
+    RedisUnavailableError,
+    RunFailedError,
+    RunLostError,
+    RunNotFoundError,
+    RunTimeoutError,
+)
 from app.exact import ExactSum, Total
 from app.faults import describe, is_out_of_memory, redis_failure
 from app.lease import Lease
@@ -101,7 +108,7 @@ class Submission:
     ) -> None:
         self.queue, self.runs, self.settings = queue, runs, settings
         self.redis = runs.redis  # the connection the run's writes go through
-        self._redis_name = redact(settings.redis_url or DEFAULT_REDIS_URL)
+        self._redis_name = redis_name(settings)
         self.run_id = uuid.uuid4().hex
         self._source = plan_source(
             numbers,
@@ -161,6 +168,8 @@ class Submission:
             self.run_id, self._total, count=self._count, chunks=self._sent
         )
         # done: the last chunk's worker wrote the same total first
+        if ended is EndResult.MISSING:
+            raise self._lost()
         if ended not in (EndResult.ENDED, EndResult.WAS_DONE):
             raise RunFailedError(
                 f"run {self.run_id} was {ended} before it finished", run_id=self.run_id
@@ -278,6 +287,8 @@ class Submission:
         indexes = sorted(self._pending)
         jobs = await self.queue.exist(self.run_id, indexes)
         status, partials = await self.runs.snapshot(self.run_id, indexes)
+        if status is None and self._created:
+            raise self._lost()
         if lost := lost_chunks(indexes, jobs, status, partials):  # a failover lost them
             raise RunFailedError(
                 f"Redis came back without {len(lost)} of run {self.run_id}'s chunks (e.g. chunk "
@@ -301,7 +312,10 @@ class Submission:
     async def _check_active(self) -> None:
         """Raise if the run has failed or was cancelled; take it as it is if a worker has
         finished it (its partials may have left the inbox unread: see RunStore.finalise)."""
-        stored = await self.runs.read(self.run_id)
+        try:
+            stored = await self.runs.read(self.run_id)
+        except RunNotFoundError:  # it was there: the submitter wrote it
+            raise self._lost() from None
         if stored.status is Status.DONE:
             self._finalised = stored
             self._pending.clear()
@@ -328,6 +342,15 @@ class Submission:
             outcome=outcome,
             memory=memory,
             max_in_flight=self.settings.max_in_flight,
+        )
+
+    def _lost(self) -> RunLostError:
+        """Return the error for a run whose state Redis no longer holds."""
+        return RunLostError(
+            f"run {self.run_id}'s state is gone from Redis: evicted (see its maxmemory-policy; "
+            "noeviction keeps it), or Redis restarted without persistence (appendonly yes "
+            "keeps it). Submit the numbers again",
+            run_id=self.run_id,
         )
 
     async def _abandon(self, exc: BaseException) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Self
 from arq.connections import ArqRedis
 
 from app.chunking import Numbers
-from app.connection import LOST_REDIS, Backoff, close, connect
+from app.connection import LOST_REDIS, Backoff, close, connect, redis_name
 from app.errors import (
     ChunksumError,
     RedisUnavailableError,
@@ -23,6 +23,7 @@ from app.errors import (
     RunNotDoneError,
     WaitTimeoutError,
 )
+from app.eviction import check_eviction
 from app.exact import Total
 from app.faults import describe
 from app.heartbeat import WorkerInfo, live_workers
@@ -48,6 +49,13 @@ class Client:
 
     async def __aenter__(self) -> Self:
         self._redis = redis = await connect(self.settings)
+        try:
+            await check_eviction(
+                redis, name=redis_name(self.settings), allow=self.settings.allow_eviction
+            )
+        except BaseException:
+            await close(redis)
+            raise
         self._runs = RunStore.for_settings(redis, self.settings)
         self._queue = ChunkQueue.for_settings(redis, self.settings)
         return self
