@@ -30,6 +30,7 @@ class Settings:
     worker_poll_s: float = 1.0
     lease_s: float = 5.0
     submitter_lease_s: float = 30.0
+    outage_s: float = 30.0  # how long a submitter or `wait` rides out an unreachable Redis
     max_chunk_bytes: int = 64 << 20
     # replicas that must have a run's jobs and total before chunksum goes on (Redis WAIT);
     # None: 1 for a Sentinel REDIS_URL, else 0 (see app.replication)
@@ -48,7 +49,7 @@ class Settings:
             "max_chunk_bytes",
         ):
             _check_positive(name, getattr(self, name))
-        for name in ("job_timeout_s", "worker_poll_s", "lease_s", "submitter_lease_s"):
+        for name in ("job_timeout_s", "worker_poll_s", "lease_s", "submitter_lease_s", "outage_s"):
             _check_positive(name, getattr(self, name))
         if self.result_ttl_s is not None:
             _check_positive("result_ttl_s", self.result_ttl_s)
@@ -122,6 +123,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_poll_s": float,
     "lease_s": float,
     "submitter_lease_s": float,
+    "outage_s": float,
     "max_chunk_bytes": int,
     "wait_replicas": _optional_int,
     "dashboard_token": _optional_text,

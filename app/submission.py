@@ -44,7 +44,6 @@ WAIT_SLICE_S = 5.0
 PIPELINE_BYTES = 1 << 20
 FLUSH_AFTER_S = 0.05  # longest an encoded chunk waits in the pipeline for more to come
 MAX_DRAIN = 1000  # inbox entries read per round trip after BLPOP wakes
-RECONNECT_S = 30.0  # how long a submitter rides out an unreachable Redis
 logger = logging.getLogger(__name__)
 
 
@@ -222,10 +221,33 @@ class Submission:
         return size
 
     async def _flush(self, pipe: Any, indexes: list[int]) -> None:
-        """Send the pipeline, with a wake-up that names its jobs."""
+        """Send the pipeline, with a wake-up that names its jobs; if Redis is lost, ride out
+        the outage and send it again (job ids are deterministic: a job sent twice is one)."""
         self.queue.add_wake(pipe, self.run_id, indexes)
-        await self.runs.replicas.execute(pipe, f"chunks of run {self.run_id}")
+        commands = list(pipe.command_stack)
+        while True:
+            try:
+                await self.runs.replicas.execute(pipe, f"chunks of run {self.run_id}")
+                break
+            except LOST_REDIS as exc:
+                await self._ride_out(exc, unsent=frozenset(indexes))
+                for args, options in commands:  # execute() emptied the pipeline
+                    pipe.execute_command(*args, **options)
         self._created = True
+
+    async def _ride_out(self, exc: Exception, *, unsent: frozenset[int]) -> None:
+        """Wait until Redis is back (see _back_off for how long), then take what it kept of
+        the run: raise if it lost the run, or chunks sent before ``unsent``."""
+        while True:
+            await self._back_off(exc)
+            try:
+                entries = await self._recover(unsent)
+            except LOST_REDIS as again:
+                exc = again
+                continue
+            for entry in entries:
+                self._accept(entry)
+            return
 
     async def _collect(self) -> None:
         wait_s = WAIT_SLICE_S
@@ -276,15 +298,16 @@ class Submission:
         popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
         return [] if popped is None else [popped[1]]
 
-    async def _recover(self) -> list[bytes]:
+    async def _recover(self, unsent: frozenset[int] = frozenset()) -> list[bytes]:
         """Back from an outage: take the partials recorded meanwhile (an inbox entry popped as
         the connection broke is lost with it), and fail the run if Redis lost any chunks.
 
         Jobs are read before partials: a worker records a chunk's partial before arq deletes
         its job, so a chunk with no job then and no partial after was lost, not finished
-        in between. An ended run's partials are gone, but nothing is lost then.
+        in between. An ended run's partials are gone, but nothing is lost then. Chunks
+        ``unsent`` (a pipeline the outage cut off) are not looked for.
         """
-        indexes = sorted(self._pending)
+        indexes = sorted(self._pending - unsent)
         jobs = await self.queue.exist(self.run_id, indexes)
         status, partials = await self.runs.snapshot(self.run_id, indexes)
         if status is None and self._created:
@@ -300,12 +323,16 @@ class Submission:
         return [entry for entry in partials if entry is not None]
 
     async def _back_off(self, exc: Exception) -> None:
-        """Wait a little while Redis is unreachable; give up after RECONNECT_S."""
-        if self._backoff.failing_for_s() > RECONNECT_S:
+        """Wait a little while Redis is unreachable; give up after CHUNKSUM_OUTAGE_S, or at
+        the run's deadline if that is sooner."""
+        failing_s, outage_s = self._backoff.failing_for_s(), self.settings.outage_s
+        past_deadline = self._deadline is not None and time.monotonic() >= self._deadline
+        if past_deadline or failing_s > outage_s:
             raise RedisUnavailableError(
-                f"lost Redis for over {RECONNECT_S:.0f} s during run {self.run_id} "
-                f"({describe(exc)}); its workers may still finish it: see "
-                f"`chunksum status {self.run_id}` later"
+                f"lost Redis at {self._redis_name} for {failing_s:.1f} s (past "
+                f"CHUNKSUM_OUTAGE_S={outage_s:g}, or the run's timeout) during run {self.run_id} "
+                f"({describe(exc)}); once every chunk was enqueued its workers may still "
+                f"finish it: see `chunksum status {self.run_id}` later"
             ) from exc
         await self._backoff.wait(exc)
 
