@@ -20,12 +20,13 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import UnixDomainSocketConnection as UnixConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
-from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import codec
 from app.errors import RedisUnavailableError, SettingsError
+from app.faults import describe, is_out_of_memory
 from app.keys import Keys
 from app.settings import Settings
 
@@ -34,6 +35,9 @@ SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
 # What a call raises when Redis is unreachable (restarting, network down): wait and retry
 LOST_REDIS = (RedisConnectionError, RedisTimeoutError, OSError)
+# What a worker waits out, as it waits out an outage: these, if waitable() says so (a
+# ResponseError is one when Redis refused a write over maxmemory)
+REDIS_FAULTS = (*LOST_REDIS, ResponseError)
 # TCP keepalive on every TCP connection to Redis. Without it, a read that waits (a worker's
 # wake-up subscription, a submitter's BLPOP) on a connection Redis dropped while the network
 # was down (its own tcp-keepalive, a restart, a failover) waits for ever: nothing is sent on
@@ -108,6 +112,11 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
     )
 
 
+def redis_name(settings: Settings) -> str:
+    """Return the settings' Redis as messages and logs name it: its URL, password redacted."""
+    return redact(settings.redis_url or DEFAULT_REDIS_URL)
+
+
 def is_sentinel(settings: Settings) -> bool:
     """Return whether the settings' Redis is a Sentinel-managed master."""
     return (settings.redis_url or "").startswith(SENTINEL_SCHEME + "://")
@@ -166,12 +175,12 @@ async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
     except (RedisError, OSError) as exc:
         if not _is_auth_error(exc):
             raise RedisUnavailableError(
-                f"cannot reach Redis at {url} ({exc}); start Redis or set REDIS_URL, "
+                f"cannot reach Redis at {url} ({describe(exc)}); start Redis or set REDIS_URL, "
                 "or use `chunksum run`, which starts a private Redis"
             ) from exc
         raise RedisUnavailableError(
-            f"Redis at {url} refused the credentials ({exc}); check the user and password "
-            "in REDIS_URL, e.g. redis://user:password@host:6379/0"
+            f"Redis at {url} refused the credentials ({describe(exc)}); check the user and "
+            "password in REDIS_URL, e.g. redis://user:password@host:6379/0"
         ) from exc
     await keep_alive(pool)
     return pool
@@ -206,6 +215,11 @@ async def close_sentinels(redis: Redis) -> None:
             await sentinel.aclose()
 
 
+def waitable(exc: BaseException) -> bool:
+    """Return whether ``exc`` is a Redis fault to wait out: unreachable, or out of memory."""
+    return isinstance(exc, LOST_REDIS) or is_out_of_memory(exc)
+
+
 def _is_auth_error(exc: BaseException) -> bool:
     # redis-py reports a wrong password on connect as a plain ConnectionError
     words = ("WRONGPASS", "NOAUTH", "invalid username-password", "invalid password")
@@ -213,7 +227,8 @@ def _is_auth_error(exc: BaseException) -> bool:
 
 
 class Backoff:
-    """Waits between retries while Redis is unreachable: 0.1 s, doubling up to 1 s."""
+    """Waits between retries while Redis is unreachable (or out of memory): 0.1 s, doubling
+    up to 1 s."""
 
     FIRST_S = 0.1
     MAX_S = 1.0
@@ -235,7 +250,10 @@ class Backoff:
     async def wait(self, exc: BaseException) -> None:
         """Log the first failure of a series, then wait the next delay."""
         if not self.failing:
-            logger.warning("%s: Redis unreachable (%s); retrying until it is back", self.what, exc)
+            state = "out of memory" if is_out_of_memory(exc) else "unreachable"
+            logger.warning(
+                "%s: Redis %s (%s); retrying until it is back", self.what, state, describe(exc)
+            )
             self._since = time.monotonic()
         self.delay_s = min(max(self.delay_s * 2, self.FIRST_S), self.MAX_S)
         await asyncio.sleep(self.delay_s)

@@ -34,6 +34,16 @@ class RedisUnavailableError(ChunksumError, ConnectionError):
     """Redis can't be reached, or refused the credentials."""
 
 
+class RedisOutOfMemoryError(RedisUnavailableError):
+    """Redis refused a write for want of memory (``maxmemory`` reached under ``noeviction``);
+    the run failed and what it had enqueued was removed."""
+
+
+class EvictionPolicyError(ChunksumError):
+    """Redis may evict any key under memory pressure (``maxmemory-policy allkeys-*``), a
+    run's jobs and partials included; chunksum refuses to start unless allowed to."""
+
+
 class RedisServerError(ChunksumError):
     """The private Redis server that chunksum starts itself failed to start."""
 
@@ -48,6 +58,10 @@ class RunFailedError(ChunksumError):
     def __init__(self, message: str, *, run_id: str) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+
+class RunLostError(RunFailedError):
+    """Redis no longer holds a run it held: evicted, or Redis restarted without persistence."""
 
 
 class RunTimeoutError(RunFailedError, TimeoutError):

@@ -18,7 +18,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from app.connection import LOST_REDIS, Backoff
+from app.connection import REDIS_FAULTS, Backoff, waitable
 from app.keys import Keys
 
 BEAT_S = 2.0
@@ -81,7 +81,7 @@ class Heartbeat:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(*LOST_REDIS):  # if Redis is away, the beat expires
+        with contextlib.suppress(*REDIS_FAULTS):  # if Redis is away or full, the beat expires
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.keys.workers, self.worker_id)
                 pipe.delete(self.keys.worker(self.worker_id))
@@ -111,7 +111,9 @@ class Heartbeat:
             try:
                 await self.beat()
                 backoff.reset()
-            except LOST_REDIS as exc:
+            except REDIS_FAULTS as exc:  # an outage, or out of memory: never fatal
+                if not waitable(exc):
+                    raise
                 await backoff.wait(exc)
                 continue
             await asyncio.sleep(BEAT_S)

@@ -20,6 +20,7 @@ import logging
 from redis.asyncio import Redis
 
 from app.connection import LOST_REDIS
+from app.faults import describe
 
 logger = logging.getLogger(__name__)
 RENEWALS_PER_LEASE = 3
@@ -60,5 +61,7 @@ class Lease:
             except LOST_REDIS as exc:
                 # the job goes on; if Redis is back before the lease lapses, nothing is lost,
                 # and if not, another worker may run the chunk too, which the run counts once
-                logger.warning("could not renew the lease on %s (%s); retrying", self.key, exc)
+                logger.warning(
+                    "could not renew the lease on %s (%s); retrying", self.key, describe(exc)
+                )
             await asyncio.sleep(self.every_s)

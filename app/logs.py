@@ -1,4 +1,9 @@
-"""Worker log formats: arq's human lines, or one JSON object per line for log shippers."""
+"""Worker log formats: arq's human lines, or one JSON object per line for log shippers.
+
+Either way a record's message and its exception are bounded (app.faults): arq logs a
+failed job with its exception's text, which for a redis-py pipeline error would hold the
+whole pipeline, payload bytes and all.
+"""
 
 import json
 import logging
@@ -8,6 +13,24 @@ from typing import Any
 from arq.logs import default_log_config
 
 from app.errors import ChunksumError
+from app.faults import MAX_CHARS, bounded, format_exception
+
+MAX_MESSAGE_CHARS = 2 * MAX_CHARS  # a log line's message: room for arq's prefix and a reason
+
+
+class TextFormatter(logging.Formatter):
+    """arq's human format, with bounded messages and exceptions."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format ``record``, its message bounded."""
+        message = bounded(record.getMessage(), MAX_MESSAGE_CHARS)
+        return super().format(
+            logging.makeLogRecord({**record.__dict__, "msg": message, "args": None})
+        )
+
+    def formatException(self, ei: Any) -> str:
+        """Format an exception's traceback, its message bounded."""
+        return format_exception(*ei)
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,11 +42,11 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": bounded(record.getMessage(), MAX_MESSAGE_CHARS),
             **getattr(record, "chunk", {}),
         }
         if record.exc_info:
-            fields["error"] = self.formatException(record.exc_info)
+            fields["error"] = format_exception(*record.exc_info)
         return json.dumps(fields)
 
 
@@ -40,6 +63,12 @@ class ExpectedFailures(logging.Filter):
 def configure(level: str, log_format: str) -> None:
     """Send arq's and chunksum's logs to stderr at ``level``, as ``text`` or ``json``."""
     config = default_log_config(verbose=level == "debug")
+    text = config["formatters"]["arq.standard"]
+    config["formatters"]["arq.standard"] = {
+        "()": TextFormatter,
+        "fmt": text["format"],
+        "datefmt": text["datefmt"],
+    }
     if log_format == "json":
         config["formatters"] = {"json": {"()": JsonFormatter}}
         config["handlers"]["arq.standard"] = {

@@ -103,11 +103,16 @@ class ChunkQueue:
             return [bool(found) for found in await pipe.execute()]
 
     async def remove(self, run_id: str, indexes: list[int]) -> None:
-        """Take chunk jobs of a run off the queue, records and all."""
+        """Take chunk jobs of a run off the queue, records and all.
+
+        Not in a transaction: Redis out of memory refuses every command queued in MULTI, and
+        removing a run's jobs is what frees it. A worker that read the queue just before
+        finds the job gone (arq's "job expired"), as it would have after a transaction.
+        """
         if not indexes:
             return
         job_ids = [job_id(run_id, i) for i in indexes]
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(self.keys.queue, *job_ids)
             pipe.delete(*[arq_job_key(job_id) for job_id in job_ids])
             await pipe.execute()

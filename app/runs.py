@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from app import codec, scripts
 from app.errors import RunNotFoundError
 from app.exact import ExactSum, Total, json_total, parse_total, total_text
+from app.faults import bounded
 from app.keys import Keys
 from app.replication import Replicas
 from app.settings import Settings
@@ -239,11 +240,13 @@ class RunStore:
 
     async def fail_chunk(self, run_id: str, index: int, message: str) -> EndResult:
         """Fail the run because chunk ``index`` can't be summed, and tell the submitter."""
+        message = bounded(message)
         entry = codec.dumps([index, None, message])
         return await self.end(run_id, Status.FAILED, inbox_entry=entry, error=message)
 
     async def cancel(self, run_id: str, reason: str) -> EndResult:
         """Cancel an active run and wake its submitter (its queued jobs are the queue's)."""
+        reason = bounded(reason)
         entry = codec.dumps([-1, None, reason])
         return await self.end(run_id, Status.CANCELLED, inbox_entry=entry, error=reason)
 
@@ -269,6 +272,8 @@ class RunStore:
         channels = [self.keys.ended_channel(run_id), self.keys.ends_channel, run_id]
         condition = "lapsed" if only_if_lapsed else ""
         args: list[Any] = [self._ttl, status.value, _now(), inbox_entry, *channels, condition]
+        if "error" in fields:  # stored, shown and raised again: never a whole pipeline
+            fields["error"] = bounded(str(fields["error"]))
         for name, value in fields.items():
             args += [name, str(value)]
         keys = self.keys.run_keys(run_id)

@@ -30,12 +30,15 @@ class Settings:
     worker_poll_s: float = 1.0
     lease_s: float = 5.0
     submitter_lease_s: float = 30.0
+    outage_s: float = 30.0  # how long a submitter or `wait` rides out an unreachable Redis
     max_chunk_bytes: int = 64 << 20
     # replicas that must have a run's jobs and total before chunksum goes on (Redis WAIT);
     # None: 1 for a Sentinel REDIS_URL, else 0 (see app.replication)
     wait_replicas: int | None = None
     # the bearer token that lets the dashboard cancel runs; None: read-only
     dashboard_token: str | None = field(default=None, repr=False)
+    # run on a Redis whose maxmemory-policy may evict any key (allkeys-*): see app.eviction
+    allow_eviction: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -46,7 +49,7 @@ class Settings:
             "max_chunk_bytes",
         ):
             _check_positive(name, getattr(self, name))
-        for name in ("job_timeout_s", "worker_poll_s", "lease_s", "submitter_lease_s"):
+        for name in ("job_timeout_s", "worker_poll_s", "lease_s", "submitter_lease_s", "outage_s"):
             _check_positive(name, getattr(self, name))
         if self.result_ttl_s is not None:
             _check_positive("result_ttl_s", self.result_ttl_s)
@@ -97,6 +100,17 @@ def _optional_int(raw: str) -> int | None:
     return None if raw.strip().lower() in {"", "none", "auto"} else int(raw)
 
 
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+_FLAGS |= {"0": False, "false": False, "no": False, "off": False, "": False}
+
+
+def _flag(raw: str) -> bool:
+    try:
+        return _FLAGS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"not a flag: {raw!r}") from None
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_ca_file": _optional_text,
     "key_prefix": str,
@@ -109,9 +123,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_poll_s": float,
     "lease_s": float,
     "submitter_lease_s": float,
+    "outage_s": float,
     "max_chunk_bytes": int,
     "wait_replicas": _optional_int,
     "dashboard_token": _optional_text,
+    "allow_eviction": _flag,
 }
 
 
@@ -120,6 +136,8 @@ def _parse(var: str, raw: str, parse: Callable[[str], T]) -> T:
         return parse(raw)
     except ValueError as exc:
         kind = "an integer, e.g. 1000" if parse in (int, _optional_int) else "a number, e.g. 2.5"
+        if parse is _flag:
+            kind = "a flag: 1 or 0 (or true/false, yes/no, on/off)"
         raise SettingsError(f"{var}={raw!r} is not {kind}") from exc
 
 

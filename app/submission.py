@@ -7,6 +7,7 @@ The run hash goes out with the first jobs, and the seal (every job enqueued) wit
 """
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -15,10 +16,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
+from redis.exceptions import RedisError
+
 from app import codec
-from app.connection import LOST_REDIS, Backoff
-from app.errors import RedisUnavailableError, RunFailedError, RunTimeoutError
+from app.connection import LOST_REDIS, Backoff, redis_name
+from app.errors import (
+    ChunksumError,
+    RedisUnavailableError,
+    RunFailedError,
+    RunLostError,
+    RunNotFoundError,
+    RunTimeoutError,
+)
 from app.exact import ExactSum, Total
+from app.faults import describe, is_out_of_memory, redis_failure
 from app.lease import Lease
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
@@ -33,7 +44,6 @@ WAIT_SLICE_S = 5.0
 PIPELINE_BYTES = 1 << 20
 FLUSH_AFTER_S = 0.05  # longest an encoded chunk waits in the pipeline for more to come
 MAX_DRAIN = 1000  # inbox entries read per round trip after BLPOP wakes
-RECONNECT_S = 30.0  # how long a submitter rides out an unreachable Redis
 logger = logging.getLogger(__name__)
 
 
@@ -97,6 +107,7 @@ class Submission:
     ) -> None:
         self.queue, self.runs, self.settings = queue, runs, settings
         self.redis = runs.redis  # the connection the run's writes go through
+        self._redis_name = redis_name(settings)
         self.run_id = uuid.uuid4().hex
         self._source = plan_source(
             numbers,
@@ -134,6 +145,10 @@ class Submission:
             await self._drive()
             if self._finalised is None:
                 await self._finish()
+        except RedisError as exc:  # never raised as it is: it may hold a whole pipeline
+            failure = await asyncio.shield(self._failure(exc))
+            await asyncio.shield(self._abandon(failure))
+            raise failure from exc
         except BaseException as exc:
             await asyncio.shield(self._abandon(exc))
             raise
@@ -152,6 +167,8 @@ class Submission:
             self.run_id, self._total, count=self._count, chunks=self._sent
         )
         # done: the last chunk's worker wrote the same total first
+        if ended is EndResult.MISSING:
+            raise self._lost()
         if ended not in (EndResult.ENDED, EndResult.WAS_DONE):
             raise RunFailedError(
                 f"run {self.run_id} was {ended} before it finished", run_id=self.run_id
@@ -204,10 +221,33 @@ class Submission:
         return size
 
     async def _flush(self, pipe: Any, indexes: list[int]) -> None:
-        """Send the pipeline, with a wake-up that names its jobs."""
+        """Send the pipeline, with a wake-up that names its jobs; if Redis is lost, ride out
+        the outage and send it again (job ids are deterministic: a job sent twice is one)."""
         self.queue.add_wake(pipe, self.run_id, indexes)
-        await self.runs.replicas.execute(pipe, f"chunks of run {self.run_id}")
+        commands = list(pipe.command_stack)
+        while True:
+            try:
+                await self.runs.replicas.execute(pipe, f"chunks of run {self.run_id}")
+                break
+            except LOST_REDIS as exc:
+                await self._ride_out(exc, unsent=frozenset(indexes))
+                for args, options in commands:  # execute() emptied the pipeline
+                    pipe.execute_command(*args, **options)
         self._created = True
+
+    async def _ride_out(self, exc: Exception, *, unsent: frozenset[int]) -> None:
+        """Wait until Redis is back (see _back_off for how long), then take what it kept of
+        the run: raise if it lost the run, or chunks sent before ``unsent``."""
+        while True:
+            await self._back_off(exc)
+            try:
+                entries = await self._recover(unsent)
+            except LOST_REDIS as again:
+                exc = again
+                continue
+            for entry in entries:
+                self._accept(entry)
+            return
 
     async def _collect(self) -> None:
         wait_s = WAIT_SLICE_S
@@ -258,17 +298,20 @@ class Submission:
         popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
         return [] if popped is None else [popped[1]]
 
-    async def _recover(self) -> list[bytes]:
+    async def _recover(self, unsent: frozenset[int] = frozenset()) -> list[bytes]:
         """Back from an outage: take the partials recorded meanwhile (an inbox entry popped as
         the connection broke is lost with it), and fail the run if Redis lost any chunks.
 
         Jobs are read before partials: a worker records a chunk's partial before arq deletes
         its job, so a chunk with no job then and no partial after was lost, not finished
-        in between. An ended run's partials are gone, but nothing is lost then.
+        in between. An ended run's partials are gone, but nothing is lost then. Chunks
+        ``unsent`` (a pipeline the outage cut off) are not looked for.
         """
-        indexes = sorted(self._pending)
+        indexes = sorted(self._pending - unsent)
         jobs = await self.queue.exist(self.run_id, indexes)
         status, partials = await self.runs.snapshot(self.run_id, indexes)
+        if status is None and self._created:
+            raise self._lost()
         if lost := lost_chunks(indexes, jobs, status, partials):  # a failover lost them
             raise RunFailedError(
                 f"Redis came back without {len(lost)} of run {self.run_id}'s chunks (e.g. chunk "
@@ -280,18 +323,26 @@ class Submission:
         return [entry for entry in partials if entry is not None]
 
     async def _back_off(self, exc: Exception) -> None:
-        """Wait a little while Redis is unreachable; give up after RECONNECT_S."""
-        if self._backoff.failing_for_s() > RECONNECT_S:
+        """Wait a little while Redis is unreachable; give up after CHUNKSUM_OUTAGE_S, or at
+        the run's deadline if that is sooner."""
+        failing_s, outage_s = self._backoff.failing_for_s(), self.settings.outage_s
+        past_deadline = self._deadline is not None and time.monotonic() >= self._deadline
+        if past_deadline or failing_s > outage_s:
             raise RedisUnavailableError(
-                f"lost Redis for over {RECONNECT_S:.0f} s during run {self.run_id} ({exc}); its "
-                f"workers may still finish it: see `chunksum status {self.run_id}` later"
+                f"lost Redis at {self._redis_name} for {failing_s:.1f} s (past "
+                f"CHUNKSUM_OUTAGE_S={outage_s:g}, or the run's timeout) during run {self.run_id} "
+                f"({describe(exc)}); once every chunk was enqueued its workers may still "
+                f"finish it: see `chunksum status {self.run_id}` later"
             ) from exc
         await self._backoff.wait(exc)
 
     async def _check_active(self) -> None:
         """Raise if the run has failed or was cancelled; take it as it is if a worker has
         finished it (its partials may have left the inbox unread: see RunStore.finalise)."""
-        stored = await self.runs.read(self.run_id)
+        try:
+            stored = await self.runs.read(self.run_id)
+        except RunNotFoundError:  # it was there: the submitter wrote it
+            raise self._lost() from None
         if stored.status is Status.DONE:
             self._finalised = stored
             self._pending.clear()
@@ -301,12 +352,42 @@ class Submission:
                 run_id=self.run_id,
             )
 
+    async def _failure(self, exc: RedisError) -> ChunksumError:
+        """Return the chunksum error for a redis-py error that ends the run."""
+        outcome = f"run {self.run_id} failed and its jobs were removed"
+        memory = ""
+        if is_out_of_memory(exc):
+            with contextlib.suppress(Exception):  # the figures only help: go on without
+                info = await self.redis.info("memory")
+                memory = (
+                    f" (maxmemory {info['maxmemory_human']}, {info['used_memory_human']} used, "
+                    f"policy {info['maxmemory_policy']})"
+                )
+        return redis_failure(
+            exc,
+            redis=self._redis_name,
+            outcome=outcome,
+            memory=memory,
+            max_in_flight=self.settings.max_in_flight,
+        )
+
+    def _lost(self) -> RunLostError:
+        """Return the error for a run whose state Redis no longer holds."""
+        return RunLostError(
+            f"run {self.run_id}'s state is gone from Redis: evicted (see its maxmemory-policy; "
+            "noeviction keeps it), or Redis restarted without persistence (appendonly yes "
+            "keeps it). Submit the numbers again",
+            run_id=self.run_id,
+        )
+
     async def _abandon(self, exc: BaseException) -> None:
+        """Mark the run cancelled or failed, and remove its jobs first: deletes work even
+        when Redis is out of memory, and free what ending the run writes."""
         cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
         status = Status.CANCELLED if cancelled else Status.FAILED
-        error = "cancelled by the submitter" if cancelled else str(exc)
+        error = "cancelled by the submitter" if cancelled else describe(exc)
         try:
-            await self.runs.end(self.run_id, status, error=error)
             await self.queue.remove(self.run_id, sorted(self._pending))
-        except Exception:
-            logger.warning("could not mark run %s %s", self.run_id, status, exc_info=True)
+            await self.runs.end(self.run_id, status, error=error)
+        except Exception as failure:  # logged in one line: it may hold a whole pipeline
+            logger.warning("could not mark run %s %s: %s", self.run_id, status, describe(failure))

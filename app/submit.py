@@ -15,7 +15,7 @@ from typing import Any, Self
 from arq.connections import ArqRedis
 
 from app.chunking import Numbers
-from app.connection import LOST_REDIS, Backoff, close, connect
+from app.connection import LOST_REDIS, Backoff, close, connect, redis_name
 from app.errors import (
     ChunksumError,
     RedisUnavailableError,
@@ -23,14 +23,16 @@ from app.errors import (
     RunNotDoneError,
     WaitTimeoutError,
 )
+from app.eviction import check_eviction
 from app.exact import Total
+from app.faults import describe
 from app.heartbeat import WorkerInfo, live_workers
 from app.keys import Keys
 from app.queue import ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
 from app.settings import Settings
 from app.sources import Input
-from app.submission import RECONNECT_S, WAIT_SLICE_S, Progress, RunResult, Submission
+from app.submission import WAIT_SLICE_S, Progress, RunResult, Submission
 
 NOT_OPEN = "the Client is not open: use `async with Client(settings) as client:`"
 
@@ -47,6 +49,13 @@ class Client:
 
     async def __aenter__(self) -> Self:
         self._redis = redis = await connect(self.settings)
+        try:
+            await check_eviction(
+                redis, name=redis_name(self.settings), allow=self.settings.allow_eviction
+            )
+        except BaseException:
+            await close(redis)
+            raise
         self._runs = RunStore.for_settings(redis, self.settings)
         self._queue = ChunkQueue.for_settings(redis, self.settings)
         return self
@@ -136,7 +145,7 @@ class Client:
     async def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:  # noqa: ASYNC109
         """Wait until a run ends (done, failed or cancelled) and return it.
 
-        Rides out a Redis outage (a restart, a Sentinel failover) of up to RECONNECT_S.
+        Rides out a Redis outage (a restart, a Sentinel failover) of up to CHUNKSUM_OUTAGE_S.
 
         Args:
             timeout: seconds; then WaitTimeoutError (the run goes on). None waits for good.
@@ -149,10 +158,11 @@ class Client:
             except WaitTimeoutError:  # a TimeoutError, so an OSError: not a lost Redis
                 raise
             except LOST_REDIS as exc:
-                if backoff.failing_for_s() > RECONNECT_S:
+                if backoff.failing_for_s() > self.settings.outage_s:
                     raise RedisUnavailableError(
-                        f"lost Redis for over {RECONNECT_S:.0f} s while waiting for run "
-                        f"{run_id} ({exc}); the run goes on: wait again later"
+                        f"lost Redis at {redis_name(self.settings)} for over "
+                        f"{self.settings.outage_s:g} s (CHUNKSUM_OUTAGE_S) while waiting for run "
+                        f"{run_id} ({describe(exc)}); the run goes on: wait again later"
                     ) from exc
                 await backoff.wait(exc)
 

@@ -12,9 +12,10 @@ from typing import Any, Protocol, cast
 from arq.worker import Retry
 
 from app import codec
-from app.connection import LOST_REDIS
+from app.connection import REDIS_FAULTS, waitable
 from app.errors import PayloadError
 from app.exact import ExactSum
+from app.faults import describe
 from app.metrics import CHUNK_SECONDS, DONE, DUPLICATE, FAILED, NUMBERS, RETRIED
 from app.queue import ChunkQueue
 from app.runs import EndResult, Recorded, RunStore
@@ -79,9 +80,11 @@ async def record(
             await _finalise_unless_ended(ctx, runs, run_id)
         elif recorded is Recorded.ABANDONED:
             await _abandon(ctx, runs, run_id)
-    except LOST_REDIS as exc:
-        # Redis went away: run the chunk again later (recorded twice, it counts once, and
-        # the last one's retry finalises the run all the same)
+    except REDIS_FAULTS as exc:
+        # Redis went away, or is out of memory: run the chunk again later (recorded twice,
+        # it counts once, and the last one's retry finalises the run all the same)
+        if not waitable(exc):
+            raise
         RETRIED.inc()
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
     return recorded is not Recorded.NOTHING
@@ -136,6 +139,7 @@ async def retry_or_fail(
         RETRIED.inc()
         await runs.note_retry(run_id)
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
+    error = f"{type(exc).__name__}: {describe(exc)}"
     await fail(
-        runs, run_id, index, f"chunk {index} failed {tries} times on the workers, last with {exc!r}"
+        runs, run_id, index, f"chunk {index} failed {tries} times on the workers, last with {error}"
     )

@@ -344,3 +344,21 @@ async def test_tcp_connections_to_redis_keep_alive(settings: Settings) -> None:
             await pool.connection_pool.release(connection)
     finally:
         await close(pool)
+
+
+@pytest.mark.parametrize(
+    ("raw", "allowed"), [("1", True), ("true", True), ("0", False), ("", False)]
+)
+def test_allow_eviction_is_a_flag(raw: str, allowed: bool) -> None:
+    """CHUNKSUM_ALLOW_EVICTION reads 1/true as on and 0/empty as off (the default)."""
+    assert Settings.from_env(env={"CHUNKSUM_ALLOW_EVICTION": raw}).allow_eviction is allowed
+    assert Settings().allow_eviction is False
+
+
+def test_allow_eviction_refuses_other_values() -> None:
+    """A CHUNKSUM_ALLOW_EVICTION that is not a flag names the variable and the valid values."""
+    with pytest.raises(
+        SettingsError, match="CHUNKSUM_ALLOW_EVICTION='maybe' is not a flag: 1 or 0"
+    ):
+        Settings.from_env(env={"CHUNKSUM_ALLOW_EVICTION": "maybe"})
+    assert Settings.from_env(env=Settings(allow_eviction=True).to_env()).allow_eviction is True

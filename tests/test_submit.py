@@ -460,7 +460,8 @@ MINIMUM_ACL = (
     "+incr +incrby +hset +hsetnx +hget +hgetall +hmget +hvals +hincrby +rpush +lpop +blpop "
     "+zadd +zrem +zscore +zrangebyscore +zremrangebyscore +zrevrange +zincrby +zscan +zcard "
     "+watch +unwatch +multi "
-    "+exec +discard +eval +evalsha +script|load +publish +subscribe +unsubscribe +wait"
+    "+exec +discard +eval +evalsha +script|load +publish +subscribe +unsubscribe +wait "
+    "+config|get"
 )
 
 

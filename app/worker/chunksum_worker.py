@@ -11,7 +11,8 @@ import logging
 from typing import Any
 
 from app import codec
-from app.connection import LOST_REDIS, Backoff
+from app.connection import REDIS_FAULTS, Backoff, waitable
+from app.faults import bounded, describe, is_out_of_memory
 from app.keys import arq_in_progress_key, chunk_of
 from app.runs import RunStore
 from app.settings import Settings
@@ -37,24 +38,31 @@ class ChunksumWorker(BatchClaimWorker):
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
-        except LOST_REDIS as exc:
+        except REDIS_FAULTS as exc:
             # arq's loop would end the worker on this (a claim, or a job's finish, that
-            # lost Redis): wait it out instead; the jobs it held go back on lease expiry
+            # lost Redis, or that Redis refused for want of memory): wait it out instead;
+            # the jobs it held go back on lease expiry
+            if not waitable(exc):
+                raise
             await self._backoff.wait(exc)
         else:
             self._backoff.reset()
 
     async def run_job(self, job_id: str, score: int) -> None:
-        """Run a job as arq does; if Redis goes before arq has read or finished the job, say
-        so (the job's lease lapses and a worker runs it again) instead of dying unheard."""
+        """Run a job as arq does; if Redis goes (or runs out of memory) before arq has read
+        or finished the job, say so (the job's lease lapses and a worker runs it again)
+        instead of dying unheard."""
         try:
             await super().run_job(job_id, score)
-        except LOST_REDIS as exc:
+        except REDIS_FAULTS as exc:
+            if not waitable(exc):
+                raise
             logger.warning(
-                "job %s: Redis unreachable before arq could finish it (%s); it runs again once "
-                "its lease lapses",
+                "job %s: Redis %s before arq could finish it (%s); it runs again once its "
+                "lease lapses",
                 job_id,
-                exc,
+                "out of memory" if is_out_of_memory(exc) else "unreachable",
+                describe(exc),
             )
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
@@ -76,7 +84,7 @@ class ChunksumWorker(BatchClaimWorker):
         reason = "no reason given"
         with contextlib.suppress(Exception):  # arq's result record, msgpack-encoded by codec
             reason = str(codec.loads(result_data or b"")["r"])
-        message = f"chunk {index} was given up by arq without being summed: {reason}"
+        message = f"chunk {index} was given up by arq without being summed: {bounded(reason)}"
         await runs.fail_chunk(run_id, index, message)
 
     async def finish_job(

@@ -7,7 +7,8 @@ notices and reports its job counts in its heartbeat) and a plain ``arq`` worker.
 
 from typing import Any
 
-from app.connection import close_sentinels, keep_alive
+from app.connection import close_sentinels, keep_alive, redis_name
+from app.eviction import check_eviction
 from app.heartbeat import Heartbeat
 from app.keys import Keys, arq_in_progress_key
 from app.lease import Lease
@@ -20,10 +21,12 @@ from jobs.chunks import QUEUE, RUNS
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Open what the jobs share: the run store and the queue, the waker, the heartbeat."""
+    """Check Redis's eviction policy (app.eviction), then open what the jobs share: the run
+    store and the queue, the waker, the heartbeat."""
     settings: Settings = ctx["settings"]
     redis = ctx["redis"]
-    await keep_alive(redis)  # first: arq opened the pool without it
+    await check_eviction(redis, name=redis_name(settings), allow=settings.allow_eviction)
+    await keep_alive(redis)  # arq opened the pool without it
     keys = Keys(settings.key_prefix)
     ctx[RUNS] = RunStore.for_settings(redis, settings)
     ctx[QUEUE] = ChunkQueue.for_settings(redis, settings)

@@ -1,0 +1,117 @@
+"""The eviction check (app.eviction), and runs whose state Redis evicted mid-run."""
+
+import asyncio
+import logging
+from dataclasses import replace
+
+import pytest
+
+from app import eviction, submission
+from app.bench.slow_chunks import submit_slow
+from app.errors import EvictionPolicyError, RunLostError
+from app.redis_server import RedisServer
+from app.settings import Settings
+from app.submit import Client
+from app.worker_processes import WORKER_COMMAND
+from tests.harness import ROOT, eventually, process_env, running_worker
+
+WORKER_START_S = 30.0  # a worker process's start-up, on a loaded machine
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget what the check said once already, so each test hears it."""
+    monkeypatch.setattr(eviction, "_said", set())
+
+
+def policy(name: str) -> tuple[str, ...]:
+    """Return redis-server options for a maxmemory-policy (with a maxmemory to apply it)."""
+    return ("--maxmemory", "64mb", "--maxmemory-policy", name)
+
+
+async def test_allkeys_policy_is_refused_unless_allowed(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A submitter refuses a Redis that may evict any key, naming the policy and the ways
+    out; CHUNKSUM_ALLOW_EVICTION=1 lets it run, with a warning."""
+    with RedisServer(extra_args=policy("allkeys-lru")) as server:
+        own = replace(settings, redis_url=server.url)
+        with pytest.raises(EvictionPolicyError, match="maxmemory-policy allkeys-lru") as raised:
+            async with Client(own):
+                pass
+        assert "CHUNKSUM_ALLOW_EVICTION=1" in str(raised.value)
+        allowed = replace(own, allow_eviction=True)
+        async with running_worker(allowed), Client(allowed) as client:
+            assert (await client.submit(range(100), chunks=2, timeout=20)).total == 4950
+        assert "running anyway (CHUNKSUM_ALLOW_EVICTION=1)" in caplog.text
+
+
+@pytest.mark.timeout(60)
+async def test_worker_refuses_to_start_under_allkeys(settings: Settings) -> None:
+    """`chunksum worker` exits at start-up with the eviction error, not a traceback."""
+    with RedisServer(extra_args=policy("allkeys-random")) as server:
+        own = replace(settings, redis_url=server.url)
+        process = await asyncio.create_subprocess_exec(
+            *WORKER_COMMAND,
+            env=process_env(own),
+            cwd=ROOT,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), WORKER_START_S)
+    assert process.returncode == 1
+    assert "chunksum: error: Redis at " in stderr.decode()
+    assert "maxmemory-policy allkeys-random" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+
+
+async def test_volatile_policy_is_warned_once(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under a volatile-* policy a submitter warns (chunksum's keys carry TTLs), once."""
+    with RedisServer(extra_args=policy("volatile-lru")) as server:
+        own = replace(settings, redis_url=server.url)
+        for _ in range(2):
+            async with Client(own):
+                pass
+    warnings = [r for r in caplog.records if "volatile-lru" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert "chunksum's keys carry TTLs" in warnings[0].getMessage()
+
+
+async def test_unreadable_policy_is_said_once_and_skipped(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user the ACL denies CONFIG GET is told once that the check is skipped, and runs."""
+    acl = ("--user", "default", "on", "nopass", "~*", "&*", "+@all", "-config")
+    with RedisServer(extra_args=acl) as server:
+        own = replace(settings, redis_url=server.url)
+        for _ in range(2):
+            async with Client(own):
+                pass
+    said = [r for r in caplog.records if "eviction check is skipped" in r.getMessage()]
+    assert len(said) == 1
+    assert "+config|get" in said[0].getMessage()
+
+
+async def test_run_whose_state_is_evicted_fails_saying_so(
+    client: Client, worker: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose keys vanish mid-run (as eviction does) fails with RunLostError naming
+    eviction and data loss, not "no run, check the id"."""
+    monkeypatch.setattr(submission, "WAIT_SLICE_S", 0.2)  # notice the loss sooner
+    task = asyncio.create_task(submit_slow(client, range(1000), chunks=20, timeout=30, io_s=0.1))
+    run_id = await eventually(lambda: first_run(client), timeout_s=10, what="the run to start")
+    await client.redis.delete(
+        client.keys.run(run_id), client.keys.partials(run_id), client.keys.inbox(run_id)
+    )
+    with pytest.raises(RunLostError, match="state is gone from Redis: evicted") as raised:
+        await asyncio.wait_for(task, 20)
+    assert "restarted without persistence" in str(raised.value)
+    assert raised.value.run_id == run_id
+
+
+async def first_run(client: Client) -> str | None:
+    """Return the id of the deployment's first run, once it is enqueued."""
+    runs = await client.recent_runs()
+    return runs[0].run_id if runs else None
