@@ -44,7 +44,7 @@ FORMATS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet", ".csv": "csv"
 # Raw text queued or running at once, across its chunks. Redis holds more than this while
 # it runs: the records of chunks just finished until their worker's arq deletes them, and
 # the client buffers of blocks on their way in and out (`chunksum bench`, W5 file raw bytes:
-# 64 MiB and 4 MiB blocks grew Redis by 64-76 MiB; 32 MiB and 2 MiB blocks, by 32 MiB).
+# 64 MiB and 4 MiB blocks grew Redis by 64-76 MiB; 32 MiB and 2 MiB blocks, by 32-54 MiB).
 TEXT_IN_FLIGHT_BYTES = 32 << 20
 TEXT_BLOCK_BYTES = 2 << 20  # raw text per chunk, at most (a longer line makes a longer one)
 NEWLINE = ord("\n")
