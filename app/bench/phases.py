@@ -1,4 +1,4 @@
-"""`chunksum bench`: time chunksum's workloads W1-W8 and, in the same run, the baselines.
+"""`chunksum bench`: time chunksum's workloads (W1-W9, W8f) and, in the same run, the baselines.
 
 The run has three phases, so that each measurement has the machine to itself:
 

@@ -106,7 +106,7 @@ def _table(report: Report) -> Table:
 
 
 def _baseline(row: dict[str, Timing], key: str) -> Timing | None:
-    """Return the row's baseline ``key``: W8's local sum is its Python peer."""
+    """Return the row's baseline ``key``: a text file's local sum is its Python peer."""
     if key == "local" and key not in row:
         return row.get(PYTHON)
     return row.get(key)
