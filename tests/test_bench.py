@@ -5,8 +5,10 @@ Nothing here asserts a timing: only that the machinery runs and measures right a
 
 import asyncio
 import json
+import math
 import shutil
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +17,40 @@ from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 from arq.worker import Worker
 
-from app.bench import workloads
+from app.bench import datafiles, workloads
 from app.bench.baselines import measure_floor, measure_local, measure_naive, open_naive_pool
+from app.bench.datafiles import (
+    FileWorkload,
+    Format,
+    write_float_workload,
+    write_table_workloads,
+    write_text_workload,
+)
+from app.bench.file_runs import VARIANTS, measure_variant
 from app.bench.keys import NAIVE_QUEUE, floor_key
 from app.bench.naive_worker import WorkerSettings
-from app.bench.peers import PEERS, Peer, awk_sum, measure_peer, measure_peers, missing
+from app.bench.peers import (
+    FLOAT_PEERS,
+    PEERS,
+    PEERS_OF,
+    Peer,
+    awk_sum,
+    measure_peer,
+    measure_peers,
+    missing,
+)
 from app.bench.phases import (
     BenchOptions,
     in_order,
     measure_chunksum,
     measure_idle,
-    measure_text_file,
+    parse_only,
     submit_one,
 )
 from app.bench.report import Report, render
 from app.bench.slow_chunks import submit_slow
 from app.bench.stream import write_numbers
-from app.bench.workloads import W1_RUNS, TextWorkload, Timing, build, write_text_workload
+from app.bench.workloads import W1_RUNS, Timing, build
 from app.cli import main
 from app.errors import SettingsError
 from app.keys import Keys
@@ -40,7 +59,7 @@ from app.settings import Settings
 from app.submit import Client
 from tests.harness import stop_worker
 
-TINY = 0.0001  # W1: 1 number, W3: 1,000 numbers, W5: 10,000 numbers, W8: 1,000 numbers
+TINY = 0.0001  # W1: 1 number, W3: 1,000 numbers, W5: 10,000 numbers, W8, W8f, W9: 1,000
 MACHINE = {"cpu": "CPU", "cores": 2, "python": "3.11", "redis": "7.0"}
 
 
@@ -122,7 +141,8 @@ async def test_idle_workers_are_counted_then_probed(client: Client, worker: Work
 def test_bench_command_runs_workers_of_both_kinds(
     redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`chunksum bench --json --only W1,W5` reports chunksum and W1's baselines, all correct."""
+    """`chunksum bench --json --only W1,W5` reports chunksum and W1's baselines, all correct,
+    and W5 from a generator, from its file by reference and from its file as raw bytes."""
     args = ["--redis-url", redis_server.url, "--workers", "1", "--repeat", "1", "--scale", "1e-4"]
     assert main(["bench", "--json", "--only", "w1,W5", *args]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -134,7 +154,7 @@ def test_bench_command_runs_workers_of_both_kinds(
     }
     naive_s, chunksum_s = row["naive"]["median_s"], row["chunksum"]["median_s"]
     assert row["naive"]["chunksum_speedup"] == pytest.approx(naive_s / chunksum_s)
-    for source in ("W5 generator", "W5 file"):  # each submitted by a child process
+    for source in ("W5 generator", "W5 file", "W5 file raw bytes"):  # each by a child process
         stream = report["workloads"][source]["chunksum"]
         assert stream["correct"]
         assert stream["numbers"] == 10_000
@@ -171,7 +191,7 @@ def test_the_table_shows_each_row_with_ratios_and_marks() -> None:
     [
         ({"workers": 0}, "--workers and --repeat must be at least 1"),
         ({"scale": 0.0}, "--scale must be in (0, 1000]"),
-        ({"only": ("W9",)}, "unknown workloads W9"),
+        ({"only": ("W10",)}, "unknown workloads W10"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, object], message: str) -> None:
@@ -184,8 +204,8 @@ def test_bad_options_are_refused(options: dict[str, object], message: str) -> No
 def test_scaling_measures_both_kinds_and_plots(
     settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """`bench --scaling` times CPU- and I/O-bound chunks for each worker count, exactly, and
-    draws the curve."""
+    """`bench --scaling` times CPU- and I/O-bound chunks and a file by reference for each
+    worker count, exactly, and draws the curves."""
     assert settings.redis_url is not None
     plot = tmp_path / "scaling.png"
     args = ["bench", "--scaling", "--counts", "1,2", "--repeat", "1", "--scale", "0.01"]
@@ -194,6 +214,8 @@ def test_scaling_measures_both_kinds_and_plots(
     assert sorted((p["kind"], p["workers"]) for p in points) == [
         ("cpu", 1),
         ("cpu", 2),
+        ("file", 1),
+        ("file", 2),
         ("io", 1),
         ("io", 2),
     ]
@@ -202,7 +224,7 @@ def test_scaling_measures_both_kinds_and_plots(
 
 
 @pytest.fixture
-def text(tmp_path: Path) -> TextWorkload:
+def text(tmp_path: Path) -> FileWorkload:
     """Write W8's file at the tiny scale: 1,000 numbers."""
     return write_text_workload(tmp_path / "w8.txt", TINY)
 
@@ -216,7 +238,7 @@ class TestW8:
         """W8's file holds W3's random int64s, one per line across blocks, and its reference
         (numpy block sums) is Python's exact sum of them."""
         monkeypatch.setattr(workloads, "WRITE_BLOCK", 300)
-        monkeypatch.setattr(workloads, "EXACT_BLOCK", 256)
+        monkeypatch.setattr(datafiles, "EXACT_BLOCK", 256)
         text = write_text_workload(tmp_path / "w8.txt", TINY)
         numbers = build("W3", TINY).numbers
         assert isinstance(numbers, np.ndarray)
@@ -227,7 +249,7 @@ class TestW8:
 
     @pytest.mark.parametrize("peer", PEERS, ids=lambda peer: peer.name)
     async def test_each_installed_peer_sums_the_file_exactly(
-        self, peer: Peer, text: TextWorkload
+        self, peer: Peer, text: FileWorkload
     ) -> None:
         """polars, DuckDB, pyarrow, awk and Python's one-liner each return W8's exact total
         (awk's partial sums stay below 2**53 here, where its doubles are exact)."""
@@ -245,16 +267,17 @@ class TestW8:
         path.write_text(f"{2**53}\n1\n")
         assert awk_sum(path) == 2**53
         awk = next(peer for peer in PEERS if peer.name == "awk")
-        timing = await measure_peer(awk, TextWorkload("W8", path, 2, 2**53 + 1), repeat=1)
+        workload = FileWorkload("W8", path, Format.INTS, 2, 2**53 + 1)
+        timing = await measure_peer(awk, workload, repeat=1)
         assert not timing.correct
 
     async def test_a_missing_peer_is_skipped_with_a_note(
-        self, text: TextWorkload, monkeypatch: pytest.MonkeyPatch
+        self, text: FileWorkload, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A peer whose package is not installed is skipped, and a progress note says why."""
         absent = Peer(name="absent", label="Absent", total=awk_sum, module="no_such_module_x")
         python = next(peer for peer in PEERS if peer.name == "python")
-        monkeypatch.setattr("app.bench.peers.PEERS", (absent, python))
+        monkeypatch.setitem(PEERS_OF, Format.INTS, (absent, python))
         notes: list[str] = []
         timings = await measure_peers(text, 1, notes.append)
         assert list(timings) == ["python"]
@@ -263,13 +286,17 @@ class TestW8:
         )
 
     async def test_chunksum_sums_the_file_exactly(
-        self, client: Client, worker: Worker, text: TextWorkload
+        self, client: Client, worker: Worker, text: FileWorkload
     ) -> None:
-        """chunksum's submit of TextFile(path) returns W8's exact total, each repeat."""
-        timing = await measure_text_file(client, text, repeat=2)
-        assert timing.correct
-        assert len(timing.times_s) == 2
-        assert timing.extra["numbers"] == 1_000
+        """chunksum returns W8's exact total, each repeat, by reference (TextFile(path)) and
+        as raw bytes (TextFile(path, shared=False))."""
+        rows = [variant.row for variant in VARIANTS["W8"]]
+        assert rows == ["W8", "W8 raw bytes"]
+        for variant in VARIANTS["W8"]:
+            timing = await measure_variant(client, variant, text, repeat=2)
+            assert timing.correct, variant.row
+            assert len(timing.times_s) == 2
+            assert timing.extra["numbers"] == 1_000
 
     def test_the_table_shows_the_peers_as_ratios(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """W8's row shows Python's one-liner as its local sum and the other peers' medians
@@ -293,20 +320,126 @@ class TestW8:
         assert set(workloads["W8"]) == set(row)
         assert workloads["W8"]["polars"]["chunksum_speedup"] == pytest.approx(0.5)
 
-    def test_rows_come_in_workload_order(self) -> None:
-        """W8's row, made in the first phase, still comes after W5's and W7's."""
-        timing = Timing((1.0,), True)
-        rows = ["W8", "W1", "W5 generator", "W5 file", "W7"]
-        ordered = in_order({name: {"chunksum": timing} for name in rows})
-        assert list(ordered) == ["W1", "W5 generator", "W5 file", "W7", "W8"]
+    def test_other_rows_are_compared_to_w8s(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """W8 raw bytes' time is given as a multiple of polars' in W8, and W8f's as one of
+        W8's chunksum time, in the notes and in the JSON's ratios."""
+        monkeypatch.setattr("app.bench.report.PIPED_WIDTH", 400)
+        extra = {"numbers": 10_000_000, "file_mb": 134.2}
+        results = {
+            "W8": {"polars": Timing((0.2,), True), "chunksum": Timing((0.4,), True, extra)},
+            "W8 raw bytes": {"chunksum": Timing((0.5,), True, extra)},
+            "W8f": {"chunksum": Timing((0.6,), True, extra)},
+        }
+        report = Report(MACHINE, {"workers": 2, "repeat": 1, "scale": 1.0}, results)
+        lines = render(report, as_json=False).splitlines()
+        raw = next(line for line in lines if "W8 raw bytes" in line)
+        assert "2.50x the time of polars in W8" in raw
+        floats = next(line for line in lines if "W8f" in line)
+        assert "1.50x the time of chunksum in W8" in floats
+        ratios = json.loads(render(report, as_json=True))["ratios"]
+        assert ratios == {
+            "W8 raw bytes / W8 polars": pytest.approx(2.5),
+            "W8f / W8 chunksum": pytest.approx(1.5),
+        }
 
-    def test_bench_only_w8_runs_the_peers_then_chunksum(
+    def test_rows_come_in_workload_order(self) -> None:
+        """W8's row, made in the first phase, still comes after W5's and W7's; rows of one
+        workload keep their order."""
+        timing = Timing((1.0,), True)
+        rows = ["W8", "W9 CSV", "W8f", "W1", "W5 generator", "W5 file", "W7", "W8 raw bytes"]
+        ordered = in_order({name: {"chunksum": timing} for name in rows})
+        assert list(ordered) == [
+            "W1",
+            "W5 generator",
+            "W5 file",
+            "W7",
+            "W8",
+            "W8 raw bytes",
+            "W8f",
+            "W9 CSV",
+        ]
+
+    @pytest.mark.timeout(60)
+    def test_bench_only_the_files_runs_the_peers_then_chunksum(
         self, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """`chunksum bench --json --only W8` reports chunksum and every installed peer, exact."""
+        """`chunksum bench --json --only W8,w8f,W9` reports every file row, chunksum and
+        every installed peer of its format, chunksum's totals exact."""
         args = ["--redis-url", redis_server.url, "--workers", "1", "--repeat", "1"]
-        assert main(["bench", "--json", "--only", "W8", *args, "--scale", "1e-4"]) == 0
-        row = json.loads(capsys.readouterr().out)["workloads"]["W8"]
-        installed = {peer.name for peer in PEERS if missing(peer) is None}
-        assert set(row) == {"chunksum", *installed}
-        assert all(row[name]["correct"] for name in row)
+        assert main(["bench", "--json", "--only", "W8,w8f,W9", *args, "--scale", "1e-4"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        rows = report["workloads"]
+        assert list(rows) == ["W8", "W8 raw bytes", "W8f", "W9 CSV", "W9 Parquet"]
+        for name, form in [("W8", Format.INTS), ("W8f", Format.FLOATS), ("W9 CSV", Format.CSV)]:
+            installed = {peer.name for peer in PEERS_OF[form] if missing(peer) is None}
+            assert set(rows[name]) == {"chunksum", *installed}, name
+        assert all(row["chunksum"]["correct"] for row in rows.values())
+        assert all(rows["W8"][name]["correct"] for name in rows["W8"])  # ints: every peer exact
+        assert set(report["ratios"]) == {"W8 raw bytes / W8 polars", "W8f / W8 chunksum"}
+
+
+def test_only_names_workloads_in_any_case() -> None:
+    """--only takes W8f as w8f or W8F, and leaves unknown names for BenchOptions to refuse."""
+    assert parse_only("w8f, W9,w1") == ("W8f", "W9", "W1")
+    with pytest.raises(SettingsError, match="unknown workloads W10"):
+        BenchOptions(only=parse_only("W10"))
+
+
+class TestW8f:
+    """W8f, decimal floats by reference: the file, its exact references, and its peers."""
+
+    def test_the_file_holds_decimal_texts_and_their_exact_sums(self, tmp_path: Path) -> None:
+        """Each line is a decimal with three places; the reference is math.fsum of the floats
+        the lines parse to, and the decimal reference is the lines' exact decimal sum."""
+        floats = write_float_workload(tmp_path / "w8f.txt", TINY)
+        lines = floats.path.read_text().splitlines()
+        assert len(lines) == floats.count == 1_000
+        assert all(len(line.split(".")[1]) == 3 for line in lines)
+        assert any(line.startswith("-") for line in lines)
+        assert floats.expected == math.fsum(float(line) for line in lines)
+        assert floats.decimal_expected == sum(Decimal(line) for line in lines)
+        assert floats.form == Format.FLOATS
+
+    async def test_chunksum_and_pythons_fsum_sum_it_exactly(
+        self, client: Client, worker: Worker, tmp_path: Path
+    ) -> None:
+        """chunksum (by reference) and math.fsum return W8f's exact total; the other float
+        peers run and report whether theirs was exact."""
+        floats = write_float_workload(tmp_path / "w8f.txt", TINY)
+        (variant,) = VARIANTS["W8f"]
+        assert (await measure_variant(client, variant, floats, repeat=1)).correct
+        timings = await measure_peers(floats, 1, lambda note: None)
+        assert timings["python"].correct
+        installed = {peer.name for peer in FLOAT_PEERS if missing(peer) is None}
+        assert set(timings) == installed
+
+
+class TestW9:
+    """W9, a 4-column table: a CSV column and a Parquet column, by reference."""
+
+    def test_the_table_is_written_as_csv_and_parquet(self, tmp_path: Path) -> None:
+        """Both files hold the same four columns; amount's exact sum is the reference; the
+        Parquet file has ten row groups at any scale."""
+        import polars as pl
+        from pyarrow import parquet
+
+        csv, table = write_table_workloads(tmp_path, TINY)
+        assert csv.path.read_text().splitlines()[0] == "id,day,category,amount"
+        frame = pl.read_csv(csv.path)
+        assert frame.columns == ["id", "day", "category", "amount"]
+        assert csv.expected == table.expected == sum(frame["amount"].to_list())
+        assert csv.count == table.count == frame.height == 1_000
+        assert parquet.ParquetFile(table.path).metadata.num_row_groups == 10
+        assert pl.read_parquet(table.path)["amount"].to_list() == frame["amount"].to_list()
+
+    async def test_chunksum_and_the_peers_sum_the_column_exactly(
+        self, client: Client, worker: Worker, tmp_path: Path
+    ) -> None:
+        """CsvColumn and ParquetColumn give amount's exact sum, as every installed peer does."""
+        files = {file.name: file for file in write_table_workloads(tmp_path, TINY)}
+        for variant in VARIANTS["W9"]:
+            file = files[variant.file]
+            assert (await measure_variant(client, variant, file, repeat=1)).correct, variant.row
+            timings = await measure_peers(file, 1, lambda note: None)
+            assert timings
+            assert all(timing.correct for timing in timings.values()), variant.row

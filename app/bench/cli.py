@@ -13,14 +13,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print every raw number as JSON")
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes")
     parser.add_argument("--repeat", type=int, default=5, metavar="R", help="runs per workload")
-    parser.add_argument("--only", metavar="W1,W3", help="run only these workloads (W1..W8)")
+    parser.add_argument("--only", metavar="W1,W3", help="run only these (W1..W8, W8f, W9)")
     parser.add_argument(
         "--scale", type=float, default=1.0, metavar="F", help="multiply workload sizes by F"
     )
     parser.add_argument(
         "--scaling",
         action="store_true",
-        help="instead: chunks/s for 1, 2, 4 and 8 workers (see --counts), CPU- and I/O-bound",
+        help="instead: chunks/s for 1, 2, 4 and 8 workers (see --counts): CPU- and I/O-bound "
+        "chunks, and a file by reference",
     )
     parser.add_argument("--counts", default="1,2,4,8", metavar="1,2,4", help="with --scaling")
     parser.add_argument("--plot", metavar="PNG", help="with --scaling: draw the curve here")

@@ -1,8 +1,9 @@
-"""`chunksum bench`: time chunksum's workloads W1-W8 and, in the same run, the baselines.
+"""`chunksum bench`: time chunksum's workloads (W1-W9, W8f) and, in the same run, the baselines.
 
 The run has three phases, so that each measurement has the machine to itself:
 
-1. no workers: the single-process sums, W8's peers (polars, DuckDB...) and the Redis floor;
+1. no workers: the single-process sums, the file workloads' peers (polars, DuckDB...) and
+   the Redis floor;
 2. ``--workers`` chunksum worker processes: warm-up, then every workload ``--repeat`` times;
 3. as many plain arq worker processes: warm-up, then the obvious arq code.
 
@@ -29,15 +30,21 @@ from app.bench.baselines import (
     naive_sum,
     open_naive_pool,
 )
+from app.bench.datafiles import (
+    FileWorkload,
+    write_float_workload,
+    write_table_workloads,
+    write_text_workload,
+)
+from app.bench.file_runs import VARIANTS, measure_variant
 from app.bench.peers import measure_peers
 from app.bench.report import Report, Results, render
 from app.bench.slow_chunks import WORKER_COMMAND, submit_with_io
-from app.bench.stream import measure_stream, write_numbers
+from app.bench.stream import measure_streams
 from app.bench.workloads import (
     RUN_TIMEOUT_S,
     W6_IO_S,
     WORKLOADS,
-    TextWorkload,
     Timing,
     Workload,
     bounded,
@@ -46,13 +53,10 @@ from app.bench.workloads import (
     idle_times,
     measure,
     same,
-    scaled,
-    write_text_workload,
 )
 from app.connection import close, connect
 from app.errors import SettingsError
 from app.exact import Total
-from app.files import TextFile
 from app.redis_server import redis_for
 from app.settings import Settings
 from app.submit import Client
@@ -61,8 +65,6 @@ from app.worker_processes import WorkerProcesses
 SIZED = ("W1", "W2", "W3", "W4", "W6")
 NAIVE = ("W1", "W2", "W3", "W4")
 FLOOR = ("W3", "W4")
-W5_COUNT = 100_000_000
-W5_MAX_REPEAT = 1  # W5 takes minutes at full scale: one run per source keeps it from dominating
 WARM_UP = range(1, 10_001)
 WARM_UP_TIMEOUT_S = 60.0  # includes the worker processes' start
 EXIT_WRONG = 1
@@ -93,10 +95,12 @@ class BenchOptions:
 
 
 def parse_only(text: str | None) -> tuple[str, ...]:
-    """Return the workloads that ``--only W1,W3`` names (all of them for None)."""
+    """Return the workloads that ``--only W1,W8f`` names, in any case (all for None)."""
     if text is None:
         return WORKLOADS
-    return tuple(name.strip().upper() for name in text.split(",") if name.strip())
+    known = {name.upper(): name for name in WORKLOADS}
+    names = (name.strip().upper() for name in text.split(",") if name.strip())
+    return tuple(known.get(name, name) for name in names)
 
 
 def run_bench(options: BenchOptions, settings: Settings) -> int:
@@ -116,11 +120,11 @@ def measure_all(options: BenchOptions, settings: Settings) -> Report:
     sized = {name: build(name, options.scale) for name in options.only if name in SIZED}
     results: Results = {}
     with tempfile.TemporaryDirectory(prefix="chunksum-bench-") as directory:
-        text = _text_workload(Path(directory), options)
-        machine = asyncio.run(_baselines(settings, sized, text, options.repeat, results))
+        files = _file_workloads(Path(directory), options)
+        machine = asyncio.run(_baselines(settings, sized, files, options.repeat, results))
         progress(f"starting {options.workers} chunksum workers")
         with WorkerProcesses(options.workers, settings, command=WORKER_COMMAND):
-            asyncio.run(_chunksum_phase(settings, sized, text, options, results))
+            asyncio.run(_chunksum_phase(settings, sized, files, options, results))
     if any(name in NAIVE or name == "W7" for name in options.only):
         progress(f"starting {options.workers} plain arq workers")
         with NaiveWorkers(options.workers, settings):
@@ -128,16 +132,25 @@ def measure_all(options: BenchOptions, settings: Settings) -> Report:
     return Report(machine, asdict(options), in_order(results))
 
 
-def _text_workload(directory: Path, options: BenchOptions) -> TextWorkload | None:
-    """Write W8's file in ``directory`` if W8 is to run (one file for both phases)."""
-    if "W8" not in options.only:
-        return None
-    progress(f"W8: writing its numbers to {directory}")
-    return write_text_workload(directory / "w8.txt", options.scale)
+def _file_workloads(directory: Path, options: BenchOptions) -> dict[str, FileWorkload]:
+    """Write the files of W8, W8f and W9 that are to run in ``directory`` (each file serves
+    both phases); return them by name."""
+    files: list[FileWorkload] = []
+    if "W8" in options.only:
+        progress(f"W8: writing its numbers to {directory}")
+        files.append(write_text_workload(directory / "w8.txt", options.scale))
+    if "W8f" in options.only:
+        progress(f"W8f: writing its numbers to {directory}")
+        files.append(write_float_workload(directory / "w8f.txt", options.scale))
+    if "W9" in options.only:
+        progress(f"W9: writing its table to {directory}, as CSV and as Parquet")
+        files += write_table_workloads(directory, options.scale)
+    return {file.name: file for file in files}
 
 
 def in_order(results: Results) -> Results:
-    """Return the rows in WORKLOADS order: W8's row is made in phase 1, before W5's."""
+    """Return the rows in WORKLOADS order: the file rows' peers are measured in phase 1,
+    before W5's; rows of one workload keep the order they were made in."""
     return dict(sorted(results.items(), key=lambda row: WORKLOADS.index(row[0].split()[0])))
 
 
@@ -149,11 +162,12 @@ def progress(message: str) -> None:
 async def _baselines(
     settings: Settings,
     sized: dict[str, Workload],
-    text: TextWorkload | None,
+    files: dict[str, FileWorkload],
     repeat: int,
     results: Results,
 ) -> dict[str, Any]:
-    """Measure the single-process sums, W8's peers and the Redis floor; describe the machine."""
+    """Measure the single-process sums, the files' peers and the Redis floor; describe the
+    machine."""
     redis = await connect(settings)
     try:
         for name, workload in sized.items():
@@ -162,8 +176,8 @@ async def _baselines(
                 results.setdefault(name, {})["local"] = await measure_local(workload, repeat)
             if name in FLOOR:
                 results[name]["floor"] = await measure_floor(settings, workload, repeat)
-        if text is not None:
-            results[text.name] = await measure_peers(text, repeat, progress)
+        for name, file in files.items():
+            results[name] = await measure_peers(file, repeat, progress)
         return await _machine(redis)
     finally:
         await close(redis)
@@ -190,7 +204,7 @@ def _cpu_model() -> str:
 async def _chunksum_phase(
     settings: Settings,
     sized: dict[str, Workload],
-    text: TextWorkload | None,
+    files: dict[str, FileWorkload],
     options: BenchOptions,
     results: Results,
 ) -> None:
@@ -202,16 +216,31 @@ async def _chunksum_phase(
                 timing = await measure_chunksum(client, sized[name], options.repeat)
                 results.setdefault(name, {})["chunksum"] = timing
             elif name == "W5":
-                await _measure_streams(client.redis, settings, options, results)
+                results.update(
+                    await measure_streams(
+                        client, settings, scale=options.scale, repeat=options.repeat, note=progress
+                    )
+                )
             elif name == "W7":
                 progress("W7 chunksum: idle workers")
                 results.setdefault("W7", {})["chunksum"] = await measure_idle(
                     client.redis, lambda: submit_one(client), options
                 )
-            elif text is not None and name == text.name:
-                progress(f"W8 chunksum: {text.count:,} numbers from a {text.size_mb:,.0f} MB file")
-                timing = await measure_text_file(client, text, options.repeat)
-                results.setdefault(name, {})["chunksum"] = timing
+            elif name in VARIANTS:
+                await _measure_files(client, files, name, options.repeat, results)
+
+
+async def _measure_files(
+    client: Client, files: dict[str, FileWorkload], name: str, repeat: int, results: Results
+) -> None:
+    """Time each of file workload ``name``'s variants (W8: by reference, then raw bytes)."""
+    for variant in VARIANTS[name]:
+        file = files[variant.file]
+        progress(
+            f"{variant.row} chunksum: {file.count:,} numbers from a {file.size_mb:,.0f} MB file"
+        )
+        timing = await measure_variant(client, variant, file, repeat)
+        results.setdefault(variant.row, {})["chunksum"] = timing
 
 
 async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> Timing:
@@ -230,40 +259,9 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
     return replace(timing, extra=extra)
 
 
-async def measure_text_file(client: Client, text: TextWorkload, repeat: int) -> Timing:
-    """Time chunksum on W8: the workers read the file themselves, each its byte ranges."""
-
-    async def run() -> Total:
-        result = await client.submit(TextFile(str(text.path)), timeout=RUN_TIMEOUT_S)
-        return result.total
-
-    await run()  # warm-up: each worker imports its parser (polars) on its first range
-    timing = await measure(run, lambda total: same(total, text.expected), repeat=repeat)
-    return replace(timing, extra={"numbers": text.count, "file_mb": text.size_mb})
-
-
 async def submit_one(client: Client) -> Total:
     """Submit the single number 1 and return the total: W7's latency probe."""
     return (await client.submit([1], timeout=RUN_TIMEOUT_S)).total
-
-
-async def _measure_streams(
-    redis: Any, settings: Settings, options: BenchOptions, results: Results
-) -> None:
-    count = scaled(W5_COUNT, options.scale)
-    repeat = min(options.repeat, W5_MAX_REPEAT)
-    progress(f"W5 chunksum: {count:,} numbers from a generator")
-    results["W5 generator"] = {
-        "chunksum": await measure_stream(redis, settings, count=count, path=None, repeat=repeat)
-    }
-    with tempfile.TemporaryDirectory(prefix="chunksum-bench-") as directory:
-        path = Path(directory) / "numbers.txt"
-        progress(f"W5: writing {count:,} numbers to {path}")
-        await asyncio.to_thread(write_numbers, path, count)
-        progress(f"W5 chunksum: {count:,} numbers from a {path.stat().st_size / 1e6:,.0f} MB file")
-        results["W5 file"] = {
-            "chunksum": await measure_stream(redis, settings, count=count, path=path, repeat=repeat)
-        }
 
 
 async def measure_idle(

@@ -14,7 +14,14 @@ from app.bench.peers import LABELS, PYTHON
 from app.bench.workloads import Timing
 
 Results = dict[str, dict[str, Timing]]
-"""Row (workload) -> contender (chunksum, naive, local, floor; W8: its peers) -> its timing."""
+"""Row (workload) -> contender (chunksum, naive, local, floor; a file's peers) -> its timing."""
+
+COMPARED = {
+    "W8 raw bytes": ("W8", "polars"),
+    "W8f": ("W8", "chunksum"),
+    "W8f decimal": ("W8", "chunksum"),
+}
+"""Rows whose chunksum time is also given as a multiple of another row's contender's."""
 
 BASELINES = {"naive": "obvious arq", "local": "local sum", "floor": "Redis floor"}
 PIPED_WIDTH = 160
@@ -42,7 +49,23 @@ class Report:
             name: {contender: _timing_json(row, contender) for contender in row}
             for name, row in self.results.items()
         }
-        return {"machine": self.machine, "options": self.options, "workloads": rows}
+        return {
+            "machine": self.machine,
+            "options": self.options,
+            "workloads": rows,
+            "ratios": ratios(self.results),
+        }
+
+
+def ratios(results: Results) -> dict[str, float]:
+    """Return, for each row of COMPARED that ran with what it is compared to, chunksum's
+    median over it, keyed ``"W8f / W8 chunksum"``."""
+    found = {}
+    for name, (other, contender) in COMPARED.items():
+        mine, theirs = results.get(name, {}).get("chunksum"), results.get(other, {}).get(contender)
+        if mine is not None and theirs is not None:
+            found[f"{name} / {other} {contender}"] = mine.median_s / theirs.median_s
+    return found
 
 
 def render(report: Report, *, as_json: bool) -> str:
@@ -87,7 +110,7 @@ def _table(report: Report) -> Table:
 
 
 def _baseline(row: dict[str, Timing], key: str) -> Timing | None:
-    """Return the row's baseline ``key``: W8's local sum is its Python peer."""
+    """Return the row's baseline ``key``: a text file's local sum is its Python peer."""
     if key == "local" and key not in row:
         return row.get(PYTHON)
     return row.get(key)
@@ -128,8 +151,8 @@ def _notes(name: str, row: dict[str, Timing], results: Results) -> str:
         return f"a serial loop takes {duration(serial_s)}: x{ratio(serial_s / median_s)}"
     if name == "W7":
         return _idle_notes(row)
-    if name == "W8":
-        return _peer_notes(row)
+    if "file_mb" in extra:
+        return _file_notes(name, row, results)
     numbers, chunks = rate(extra["numbers"] / median_s), rate(extra["chunks"] / median_s)
     rates = f"{numbers} numbers/s, {chunks} chunks/s"
     if name == "W4" and "chunksum" in results.get("W3", {}):
@@ -148,8 +171,21 @@ def _idle_notes(row: dict[str, Timing]) -> str:
     return text
 
 
+def _file_notes(name: str, row: dict[str, Timing], results: Results) -> str:
+    """Return a file row's notes: its peers', and its time as a multiple of another row's."""
+    text = _peer_notes(row)
+    if name in COMPARED:
+        other, contender = COMPARED[name]
+        key = f"{name} / {other} {contender}"
+        if (value := ratios(results).get(key)) is not None:
+            whose = LABELS.get(contender, contender)
+            text += f"; {value:.2f}x the time of {whose} in {other}"
+    return text
+
+
 def _peer_notes(row: dict[str, Timing]) -> str:
-    """Return W8's rate and file size, then each peer's median and ratio (Python's is a column)."""
+    """Return a file row's rate and file size, then each peer's median and ratio (Python's is
+    a column)."""
     chunksum = row["chunksum"]
     numbers, file_mb = chunksum.extra["numbers"], chunksum.extra["file_mb"]
     size = f"{file_mb:,.0f}" if file_mb >= 10 else f"{file_mb:.2g}"

@@ -1,30 +1,35 @@
 """`chunksum bench --scaling`: throughput as worker processes are added.
 
-Two kinds of chunk: CPU-bound ones (exact sums of float64s, the costliest arithmetic a
-worker does) and I/O-bound ones (each first awaits a simulated 50 ms of I/O, as a chunk that
-fetched its numbers from elsewhere would). For each worker count it starts that many worker
-processes, waits until every one has a heartbeat, and times ``--repeat`` runs of each kind.
-CPU-bound throughput can only grow with free cores; I/O-bound throughput grows with the
-chunks in flight (``CHUNKSUM_WORKER_MAX_JOBS`` per worker) until the queue protocol is the
-limit. The submitter may keep every chunk in flight here (``CHUNKSUM_MAX_IN_FLIGHT`` is
-raised to the chunk count): with its default of 64, 50 ms chunks top out near 1,280 a second
-whatever the number of workers.
+Three kinds of chunk: CPU-bound ones (exact sums of float64s, the costliest arithmetic a
+worker does), I/O-bound ones (each first awaits a simulated 50 ms of I/O, as a chunk that
+fetched its numbers from elsewhere would) and byte ranges of a text file read by reference
+(W8's file: each worker reads and parses its own ranges). For each worker count it starts
+that many worker processes, waits until every one has a heartbeat, and times ``--repeat``
+runs of each kind. CPU-bound throughput, the file's too, can only grow with free cores;
+I/O-bound throughput grows with the chunks in flight (``CHUNKSUM_WORKER_MAX_JOBS`` per
+worker) until the queue protocol is the limit. The submitter may keep every chunk in flight
+here (``CHUNKSUM_MAX_IN_FLIGHT`` is raised to the chunk count): with its default of 64, 50 ms
+chunks top out near 1,280 a second whatever the number of workers.
 """
 
 import asyncio
 import json
 import math
 import statistics
+import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from app.bench.datafiles import FileWorkload, write_text_workload
 from app.bench.slow_chunks import WORKER_COMMAND, submit_with_io
-from app.bench.workloads import Workload, measure, random_floats, same, scaled
+from app.bench.workloads import RUN_TIMEOUT_S, Workload, measure, random_floats, same, scaled
 from app.errors import ChunksumError
 from app.exact import Total
+from app.files import TextFile
 from app.settings import Settings
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
@@ -34,14 +39,20 @@ CPU_NUMBERS = 10_000_000  # float64s, in CPU_CHUNKS chunks
 CPU_CHUNKS = 100
 IO_CHUNKS = 400  # one number each, each chunk awaiting IO_S first
 IO_S = 0.05
+FILE_CHUNKS = 100  # byte ranges of W8's file (10 M ints, 135 MB at scale 1)
 START_TIMEOUT_S = 60.0  # for every worker process to start and beat
+KINDS = {
+    "cpu": "CPU-bound: exact float sums",
+    "io": "I/O-bound: 50 ms each",
+    "file": "a text file by reference",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class ScalingPoint:
     """One worker count and kind of chunk: its run times and throughput."""
 
-    kind: str  # "cpu" or "io"
+    kind: str  # a key of KINDS
     workers: int
     seconds: tuple[float, ...]
     chunks: int
@@ -61,7 +72,7 @@ class ScalingPoint:
 def measure_scaling(
     settings: Settings, *, counts: tuple[int, ...], repeat: int, scale: float
 ) -> list[ScalingPoint]:
-    """Time both kinds of chunk with each worker count in ``counts``."""
+    """Time each kind of chunk with each worker count in ``counts``."""
     floats = random_floats(scaled(CPU_NUMBERS, scale))
     cpu = Workload("cpu", floats, min(CPU_CHUNKS, len(floats)), math.fsum(floats.tolist()))
     io_numbers = range(scaled(IO_CHUNKS, scale))
@@ -69,14 +80,20 @@ def measure_scaling(
     # every chunk in flight at once: the submitter's backpressure would cap what is measured
     settings = replace(settings, max_in_flight=max(settings.max_in_flight, len(io_numbers)))
     points: list[ScalingPoint] = []
-    for count in counts:
-        with WorkerProcesses(count, settings, command=WORKER_COMMAND):
-            points += asyncio.run(_measure_with(settings, count, (cpu, io), repeat))
+    with tempfile.TemporaryDirectory(prefix="chunksum-bench-") as directory:
+        text = write_text_workload(Path(directory) / "w8.txt", scale)
+        for count in counts:
+            with WorkerProcesses(count, settings, command=WORKER_COMMAND):
+                points += asyncio.run(_measure_with(settings, count, (cpu, io), text, repeat))
     return points
 
 
 async def _measure_with(
-    settings: Settings, count: int, workloads: tuple[Workload, ...], repeat: int
+    settings: Settings,
+    count: int,
+    workloads: tuple[Workload, ...],
+    text: FileWorkload,
+    repeat: int,
 ) -> list[ScalingPoint]:
     points = []
     async with Client(settings) as client:
@@ -90,16 +107,33 @@ async def _measure_with(
                 )
                 return result.total
 
-            def check(total: object, workload: Workload = workload) -> bool:
-                return same(total, workload.expected)
-
-            timing = await measure(run, check, repeat=repeat)
-            if not timing.correct:
-                raise ChunksumError(f"{workload.name} with {count} workers: a wrong total")
-            points.append(
-                ScalingPoint(workload.name, count, timing.times_s, workload.chunks, workload.count)
-            )
+            points.append(await _point(workload, count, run, repeat))
+        points.append(await _file_point(client, count, text, repeat))
     return points
+
+
+async def _file_point(client: Client, count: int, text: FileWorkload, repeat: int) -> ScalingPoint:
+    """Time W8's file by reference in FILE_CHUNKS byte ranges (fewer for a tiny file)."""
+    chunks = min(FILE_CHUNKS, text.count)
+
+    async def run() -> Total:
+        file = TextFile(str(text.path))
+        return (await client.submit(file, chunks=chunks, timeout=RUN_TIMEOUT_S)).total
+
+    await run()  # untimed: each worker imports polars on its first range
+    workload = Workload("file", range(text.count), chunks, text.expected)
+    return await _point(workload, count, run, repeat)
+
+
+async def _point(
+    workload: Workload, count: int, run: Callable[[], Awaitable[object]], repeat: int
+) -> ScalingPoint:
+    """Time ``repeat`` runs of ``workload`` with ``count`` workers; raise ChunksumError if a
+    total is wrong."""
+    timing = await measure(run, lambda total: same(total, workload.expected), repeat=repeat)
+    if not timing.correct:
+        raise ChunksumError(f"{workload.name} with {count} workers: a wrong total")
+    return ScalingPoint(workload.name, count, timing.times_s, workload.chunks, workload.count)
 
 
 async def _all_beating(client: Client, count: int) -> None:
@@ -125,7 +159,7 @@ def plot(points: list[ScalingPoint], path: Path) -> None:
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(6, 3.6), dpi=120)
-    for kind, label in (("cpu", "CPU-bound: exact float sums"), ("io", "I/O-bound: 50 ms each")):
+    for kind, label in KINDS.items():
         mine = sorted((p for p in points if p.kind == kind), key=lambda p: p.workers)
         axes.plot(
             [p.workers for p in mine], [p.chunks_per_s for p in mine], marker="o", label=label
@@ -150,11 +184,11 @@ def render(points: list[ScalingPoint], *, as_json: bool) -> str:
     table = Table(
         "chunks", "workers", "median (min-max)", "chunks/s", "numbers/s", "vs 1 worker", box=None
     )
-    for kind in ("cpu", "io"):
+    for kind, label in KINDS.items():
         mine = sorted((p for p in points if p.kind == kind), key=lambda p: p.workers)
         for point in mine:
             table.add_row(
-                "CPU-bound" if kind == "cpu" else "I/O-bound",
+                label,
                 str(point.workers),
                 f"{point.median_s:.3f} s ({min(point.seconds):.3f}-{max(point.seconds):.3f})",
                 f"{point.chunks_per_s:,.0f}",
