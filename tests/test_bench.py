@@ -369,13 +369,17 @@ class TestW8:
         assert main(["bench", "--json", "--only", "W8,w8f,W9", *args, "--scale", "1e-4"]) == 0
         report = json.loads(capsys.readouterr().out)
         rows = report["workloads"]
-        assert list(rows) == ["W8", "W8 raw bytes", "W8f", "W9 CSV", "W9 Parquet"]
+        assert list(rows) == ["W8", "W8 raw bytes", "W8f", "W8f decimal", "W9 CSV", "W9 Parquet"]
         for name, form in [("W8", Format.INTS), ("W8f", Format.FLOATS), ("W9 CSV", Format.CSV)]:
             installed = {peer.name for peer in PEERS_OF[form] if missing(peer) is None}
             assert set(rows[name]) == {"chunksum", *installed}, name
         assert all(row["chunksum"]["correct"] for row in rows.values())
         assert all(rows["W8"][name]["correct"] for name in rows["W8"])  # ints: every peer exact
-        assert set(report["ratios"]) == {"W8 raw bytes / W8 polars", "W8f / W8 chunksum"}
+        assert set(report["ratios"]) == {
+            "W8 raw bytes / W8 polars",
+            "W8f / W8 chunksum",
+            "W8f decimal / W8 chunksum",
+        }
 
 
 def test_only_names_workloads_in_any_case() -> None:
@@ -403,11 +407,13 @@ class TestW8f:
     async def test_chunksum_and_pythons_fsum_sum_it_exactly(
         self, client: Client, worker: Worker, tmp_path: Path
     ) -> None:
-        """chunksum (by reference) and math.fsum return W8f's exact total; the other float
-        peers run and report whether theirs was exact."""
+        """chunksum (by reference) and math.fsum return W8f's exact total, and chunksum's
+        decimal sum its exact decimal total; the other float peers run and report whether
+        theirs was exact."""
         floats = write_float_workload(tmp_path / "w8f.txt", TINY)
-        (variant,) = VARIANTS["W8f"]
-        assert (await measure_variant(client, variant, floats, repeat=1)).correct
+        as_floats, as_decimals = VARIANTS["W8f"]
+        assert (await measure_variant(client, as_floats, floats, repeat=1)).correct
+        assert (await measure_variant(client, as_decimals, floats, repeat=1)).correct
         timings = await measure_peers(floats, 1, lambda note: None)
         assert timings["python"].correct
         installed = {peer.name for peer in FLOAT_PEERS if missing(peer) is None}
