@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from app.exact import DECIMAL_EXPONENTS, ExactSum
 
@@ -107,10 +108,29 @@ def _scale(block: bytes) -> int:
     """Return the most digits that follow a point in ``block`` (0 if it has none); stop
     counting past :data:`MAX_DIGITS`."""
     data = np.frombuffer(block, dtype=np.uint8)
-    following = np.flatnonzero(data == _POINT) + 1
-    digits = 0
-    while following.size and digits <= MAX_DIGITS:
+    points = np.flatnonzero(data == _POINT)
+    if not points.size:
+        return 0
+    # Most files give every number the same places: guess the first number's, then check in
+    # one pass that no point has a digit past that many (a number with more places would).
+    # A digit there can also be the next line's, after a number with fewer: then count all.
+    guess = _places(data, points[:1])
+    after = points + guess + 1
+    if not _digits(data, after[after < data.size]).any():
+        return guess
+    return _places(data, points)
+
+
+def _places(data: npt.NDArray[np.uint8], points: npt.NDArray[np.intp]) -> int:
+    """Return the most digits that follow any of ``points``, up to MAX_DIGITS + 1."""
+    following, places = points + 1, 0
+    while following.size and places <= MAX_DIGITS:
         following = following[following < data.size]
-        following = following[(data[following] - _DIGIT_0) < 10] + 1  # uint8: wraps below 0
-        digits += bool(following.size)
-    return digits
+        following = following[_digits(data, following)] + 1
+        places += bool(following.size)
+    return places
+
+
+def _digits(data: npt.NDArray[np.uint8], at: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+    """Whether each byte of ``data`` at ``at`` is an ASCII digit."""
+    return (data[at] - _DIGIT_0) < 10  # uint8: wraps below 0
