@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
 from redis.asyncio.connection import UnixDomainSocketConnection as UnixConnection
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -73,15 +74,22 @@ def redact(url: str) -> str:
     return head + sep + _QUERY_PASSWORD.sub(r"\1***", query)
 
 
-def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSettings:
+def redis_settings(
+    settings: Settings, *, conn_retries: int = 5, retry: Retry | None = None
+) -> RedisSettings:
     """Translate the settings' Redis URL into arq's ``RedisSettings``.
 
     redis-py parses the URL, so percent-encoded passwords and query options such as
     ``?ssl_cert_reqs=none`` or ``?ssl_ca_certs=/path/ca.pem`` work as in redis-py.
+
+    Args:
+        retry: how redis-py retries a command whose connection broke, and reconnects
+            (app.worker.outage_retry); None: a broken connection's error is raised at once.
     """
     url = settings.redis_url or DEFAULT_REDIS_URL
     if is_sentinel(settings):
-        return _sentinel_settings(url, conn_retries=conn_retries)
+        found = _sentinel_settings(url, conn_retries=conn_retries)
+        return _with_retry(found, retry)
     try:
         opts: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py: untyped
     except ValueError as exc:
@@ -93,7 +101,7 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
     cert_reqs = opts.get("ssl_cert_reqs", "required")
     # a verified certificate must name the host too, unless ?ssl_check_hostname=false
     check_hostname = connection_class is SSLConnection and cert_reqs != "none"
-    return RedisSettings(
+    found = RedisSettings(
         host=opts.get("host", "localhost"),
         port=int(opts.get("port", 6379)),
         unix_socket_path=opts.get("path")
@@ -110,6 +118,14 @@ def redis_settings(settings: Settings, *, conn_retries: int = 5) -> RedisSetting
         conn_retries=conn_retries,
         conn_retry_delay=1,
     )
+    return _with_retry(found, retry)
+
+
+def _with_retry(found: RedisSettings, retry: Retry | None) -> RedisSettings:
+    if retry is not None:
+        found.retry = retry
+        found.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    return found
 
 
 def redis_name(settings: Settings) -> str:

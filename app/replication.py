@@ -12,7 +12,7 @@ A chunk's partial needs no WAIT: a worker records it before arq deletes the chun
 and a replica holds a prefix of the master's writes, so a partial lost in a failover comes
 with its job still queued or leased, and the chunk runs again (and counts once). What
 WAIT can't cover (no replica acknowledged in time, or the promoted replica was not one
-that did) the submitter detects when Redis comes back: see ``app.submission.lost_chunks``.
+that did) the submitter detects when Redis comes back: see ``app.outages.lost_chunks``.
 """
 
 import logging

@@ -315,6 +315,12 @@ class RunStore:
             if raw
         ]
 
+    async def has_traces(self, run_id: str) -> bool:
+        """Return whether any key of the run besides its hash is left (its partials, its
+        inbox, its sender's lease): then the run existed, and Redis lost its hash."""
+        _, *others = self.keys.run_keys(run_id)
+        return bool(await self.redis.exists(*others))
+
     async def read(self, run_id: str) -> RunStatus:
         """Return the run, or raise RunNotFoundError."""
         raw = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.keys.run(run_id)))

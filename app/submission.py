@@ -19,18 +19,12 @@ from typing import Any, TypedDict, cast
 from redis.exceptions import RedisError
 
 from app import codec
-from app.connection import LOST_REDIS, Backoff, redis_name
-from app.errors import (
-    ChunksumError,
-    RedisUnavailableError,
-    RunFailedError,
-    RunLostError,
-    RunNotFoundError,
-    RunTimeoutError,
-)
+from app.connection import LOST_REDIS, redis_name
+from app.errors import ChunksumError, RunFailedError, RunNotFoundError, RunTimeoutError
 from app.exact import ExactSum, Total
 from app.faults import describe, is_out_of_memory, redis_failure
 from app.lease import Lease
+from app.outages import Outages, run_lost
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
 from app.settings import Settings
@@ -66,20 +60,6 @@ class RunResult:
     count: int
     chunks: int
     elapsed_s: float
-
-
-def lost_chunks(
-    indexes: list[int], jobs: list[bool], status: Status | None, partials: list[bytes | None]
-) -> list[int]:
-    """Return those of chunks ``indexes`` that Redis lost: with neither a job nor a partial,
-    in a run that is active, or whose hash is gone too (then all are lost). An ended run's
-    partials are gone, but nothing is lost then."""
-    if status is None:
-        return indexes
-    if not status.active:
-        return []
-    found = zip(indexes, jobs, partials, strict=True)
-    return [index for index, job, partial in found if not job and partial is None]
 
 
 class Submission:
@@ -127,7 +107,7 @@ class Submission:
         self._pending: set[int] = set()
         self._total = ExactSum.of_decimal(0, 0) if decimal else ExactSum()
         self._count = self._sent = self._done = 0  # numbers: at enqueue, or from the workers
-        self._backoff = Backoff("submitter")
+        self._outages = Outages(queue, runs, settings, self.run_id)
         self._created = False  # the run hash is in Redis
         self._finalised: RunStatus | None = None  # the run as a worker ended it, total and all
 
@@ -168,7 +148,7 @@ class Submission:
         )
         # done: the last chunk's worker wrote the same total first
         if ended is EndResult.MISSING:
-            raise self._lost()
+            raise run_lost(self.run_id)
         if ended not in (EndResult.ENDED, EndResult.WAS_DONE):
             raise RunFailedError(
                 f"run {self.run_id} was {ended} before it finished", run_id=self.run_id
@@ -230,24 +210,18 @@ class Submission:
                 await self.runs.replicas.execute(pipe, f"chunks of run {self.run_id}")
                 break
             except LOST_REDIS as exc:
-                await self._ride_out(exc, unsent=frozenset(indexes))
+                entries = await self._outages.ride_out(
+                    exc,
+                    pending=self._pending,
+                    created=self._created,
+                    deadline=self._deadline,
+                    unsent=frozenset(indexes),
+                )
+                for entry in entries:
+                    self._accept(entry)
                 for args, options in commands:  # execute() emptied the pipeline
                     pipe.execute_command(*args, **options)
         self._created = True
-
-    async def _ride_out(self, exc: Exception, *, unsent: frozenset[int]) -> None:
-        """Wait until Redis is back (see _back_off for how long), then take what it kept of
-        the run: raise if it lost the run, or chunks sent before ``unsent``."""
-        while True:
-            await self._back_off(exc)
-            try:
-                entries = await self._recover(unsent)
-            except LOST_REDIS as again:
-                exc = again
-                continue
-            for entry in entries:
-                self._accept(entry)
-            return
 
     async def _collect(self) -> None:
         wait_s = WAIT_SLICE_S
@@ -261,9 +235,12 @@ class Submission:
                     run_id=self.run_id,
                 )
         try:
-            entries = await (self._recover() if self._backoff.failing else self._receive(wait_s))
+            if self._outages.failing:
+                entries = await self._outages.recover(self._pending, created=self._created)
+            else:
+                entries = await self._receive(wait_s)
         except LOST_REDIS as exc:
-            await self._back_off(exc)
+            await self._outages.back_off(exc, deadline=self._deadline)
             return
         if not entries or not all([self._accept(entry) for entry in entries]):
             await self._check_active()
@@ -298,51 +275,13 @@ class Submission:
         popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
         return [] if popped is None else [popped[1]]
 
-    async def _recover(self, unsent: frozenset[int] = frozenset()) -> list[bytes]:
-        """Back from an outage: take the partials recorded meanwhile (an inbox entry popped as
-        the connection broke is lost with it), and fail the run if Redis lost any chunks.
-
-        Jobs are read before partials: a worker records a chunk's partial before arq deletes
-        its job, so a chunk with no job then and no partial after was lost, not finished
-        in between. An ended run's partials are gone, but nothing is lost then. Chunks
-        ``unsent`` (a pipeline the outage cut off) are not looked for.
-        """
-        indexes = sorted(self._pending - unsent)
-        jobs = await self.queue.exist(self.run_id, indexes)
-        status, partials = await self.runs.snapshot(self.run_id, indexes)
-        if status is None and self._created:
-            raise self._lost()
-        if lost := lost_chunks(indexes, jobs, status, partials):  # a failover lost them
-            raise RunFailedError(
-                f"Redis came back without {len(lost)} of run {self.run_id}'s chunks (e.g. chunk "
-                f"{lost[0]}): a failover promoted a replica that had not received them. Submit "
-                "the numbers again; CHUNKSUM_WAIT_REPLICAS=1 or more makes this rarer",
-                run_id=self.run_id,
-            )
-        self._backoff.reset()
-        return [entry for entry in partials if entry is not None]
-
-    async def _back_off(self, exc: Exception) -> None:
-        """Wait a little while Redis is unreachable; give up after CHUNKSUM_OUTAGE_S, or at
-        the run's deadline if that is sooner."""
-        failing_s, outage_s = self._backoff.failing_for_s(), self.settings.outage_s
-        past_deadline = self._deadline is not None and time.monotonic() >= self._deadline
-        if past_deadline or failing_s > outage_s:
-            raise RedisUnavailableError(
-                f"lost Redis at {self._redis_name} for {failing_s:.1f} s (past "
-                f"CHUNKSUM_OUTAGE_S={outage_s:g}, or the run's timeout) during run {self.run_id} "
-                f"({describe(exc)}); once every chunk was enqueued its workers may still "
-                f"finish it: see `chunksum status {self.run_id}` later"
-            ) from exc
-        await self._backoff.wait(exc)
-
     async def _check_active(self) -> None:
         """Raise if the run has failed or was cancelled; take it as it is if a worker has
         finished it (its partials may have left the inbox unread: see RunStore.finalise)."""
         try:
             stored = await self.runs.read(self.run_id)
         except RunNotFoundError:  # it was there: the submitter wrote it
-            raise self._lost() from None
+            raise run_lost(self.run_id) from None
         if stored.status is Status.DONE:
             self._finalised = stored
             self._pending.clear()
@@ -369,15 +308,6 @@ class Submission:
             outcome=outcome,
             memory=memory,
             max_in_flight=self.settings.max_in_flight,
-        )
-
-    def _lost(self) -> RunLostError:
-        """Return the error for a run whose state Redis no longer holds."""
-        return RunLostError(
-            f"run {self.run_id}'s state is gone from Redis: evicted (see its maxmemory-policy; "
-            "noeviction keeps it), or Redis restarted without persistence (appendonly yes "
-            "keeps it). Submit the numbers again",
-            run_id=self.run_id,
         )
 
     async def _abandon(self, exc: BaseException) -> None:

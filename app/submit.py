@@ -21,6 +21,7 @@ from app.errors import (
     RedisUnavailableError,
     RunFailedError,
     RunNotDoneError,
+    RunNotFoundError,
     WaitTimeoutError,
 )
 from app.eviction import check_eviction
@@ -28,6 +29,7 @@ from app.exact import Total
 from app.faults import describe
 from app.heartbeat import WorkerInfo, live_workers
 from app.keys import Keys
+from app.outages import run_lost
 from app.queue import ChunkQueue
 from app.runs import EndResult, RunStatus, RunStore, Status
 from app.settings import Settings
@@ -46,6 +48,7 @@ class Client:
         self._redis: ArqRedis | None = None
         self._runs: RunStore | None = None
         self._queue: ChunkQueue | None = None
+        self._active: set[str] = set()  # runs this client has seen active: gone means lost
 
     async def __aenter__(self) -> Self:
         self._redis = redis = await connect(self.settings)
@@ -126,14 +129,28 @@ class Client:
         return await self.queue.depth()
 
     async def status(self, run_id: str) -> RunStatus:
-        """Return a run's stored state; raise RunNotFoundError for an unknown id.
+        """Return a run's stored state; raise RunNotFoundError for an unknown id, and
+        RunLostError for a run whose state Redis lost (seen active by this client, or with
+        some of its keys left: evicted, or a restart without persistence).
 
         A run still being enqueued whose submitter's lease has lapsed is abandoned first (a
         worker recording a partial does the same): its submitter is gone.
         """
         if await self.runs.abandon(run_id) is EndResult.ENDED:
             await self.queue.remove_queued(run_id)
-        return await self.runs.read(run_id)
+        try:
+            run = await self.runs.read(run_id)
+        except RunNotFoundError:
+            # a run seen active, or with keys left, existed: its state was lost, not mistyped
+            if run_id in self._active or await self.runs.has_traces(run_id):
+                self._active.discard(run_id)
+                raise run_lost(run_id) from None
+            raise
+        if run.status.active:
+            self._active.add(run_id)
+        else:
+            self._active.discard(run_id)
+        return run
 
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel a run: queued chunks are removed, running ones are ignored, its submitter

@@ -1,6 +1,7 @@
 """The eviction check (app.eviction), and runs whose state Redis evicted mid-run."""
 
 import asyncio
+import importlib
 import logging
 from dataclasses import replace
 
@@ -8,13 +9,14 @@ import pytest
 
 from app import eviction, submission
 from app.bench.slow_chunks import submit_slow
-from app.errors import EvictionPolicyError, RunLostError
+from app.errors import EvictionPolicyError, RunLostError, RunNotFoundError
 from app.redis_server import RedisServer
 from app.settings import Settings
 from app.submit import Client
 from app.worker_processes import WORKER_COMMAND
-from tests.harness import ROOT, eventually, process_env, running_worker
+from tests.harness import ROOT, create_run, eventually, process_env, running_worker
 
+submit_module = importlib.import_module("app.submit")  # `app.submit` is also the function
 WORKER_START_S = 30.0  # a worker process's start-up, on a loaded machine
 
 
@@ -109,6 +111,49 @@ async def test_run_whose_state_is_evicted_fails_saying_so(
         await asyncio.wait_for(task, 20)
     assert "restarted without persistence" in str(raised.value)
     assert raised.value.run_id == run_id
+
+
+class TestVanishedRun:
+    """Client.status and Client.wait on a run whose state Redis lost."""
+
+    async def test_wait_on_a_run_seen_active_says_it_was_lost(
+        self, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """wait() on a run it saw active, whose keys all vanish, raises RunLostError."""
+        monkeypatch.setattr(submit_module, "WAIT_SLICE_S", 0.1)  # notice the loss sooner
+        await create_run(client.runs, "r1", chunks=2)  # queued; no worker takes it
+        waiting = asyncio.create_task(client.wait("r1", timeout=10))
+        await eventually(lambda: subscribed(client, "r1"), what="wait() to watch the run")
+        await client.redis.delete(*client.keys.run_keys("r1"))
+        with pytest.raises(RunLostError, match="state is gone from Redis: evicted") as raised:
+            await asyncio.wait_for(waiting, 10)
+        assert raised.value.run_id == "r1"
+
+    async def test_status_of_a_run_with_keys_left_says_it_was_lost(
+        self, settings: Settings, client: Client
+    ) -> None:
+        """A client that never saw the run, asked for its status, raises RunLostError when
+        the hash is gone but its partials are left."""
+        await create_run(client.runs, "r2", chunks=2)
+        await client.redis.hset(client.keys.partials("r2"), "0", "x")  # type: ignore[misc]  # redis-py types hset as maybe-awaitable
+        await client.redis.delete(client.keys.run("r2"))
+        async with Client(settings) as fresh:
+            with pytest.raises(RunLostError, match="restarted without persistence"):
+                await fresh.status("r2")
+
+    async def test_unknown_run_is_still_not_found(self, client: Client) -> None:
+        """An id with no trace in Redis is RunNotFoundError: check the id."""
+        with pytest.raises(RunNotFoundError, match="check the id"):
+            await client.status("no-such-run")
+        with pytest.raises(RunNotFoundError, match="check the id"):
+            await client.wait("no-such-run", timeout=1)
+
+
+async def subscribed(client: Client, run_id: str) -> bool:
+    """Whether someone listens for the run's end (wait() subscribes after its first read)."""
+    channel = client.keys.ended_channel(run_id)
+    counts = await client.redis.pubsub_numsub(channel)
+    return bool(counts and counts[0][1] > 0)
 
 
 async def first_run(client: Client) -> str | None:

@@ -11,9 +11,9 @@ from app import codec
 from app.errors import ChunkingError
 from app.exact import ExactSum
 from app.keys import Keys, arq_job_key, job_id
+from app.outages import lost_chunks
 from app.queue import ChunkJob, ChunkQueue
 from app.runs import RunStore
-from app.submission import lost_chunks
 from tests.harness import create_run
 
 RUN = "run1"

@@ -20,6 +20,7 @@ from app.keys import (
 )
 from app.settings import Settings
 from app.worker.hooks import job_end, job_start, shutdown, startup
+from app.worker.outage_retry import OutageRetry
 from jobs.chunks import sum_chunk
 from jobs.files import (
     sum_csv_range,
@@ -79,3 +80,12 @@ def worker_settings(settings: Settings, *, jobs: Sequence[Function] = ()) -> dic
         "on_job_start": job_start,
         "on_job_end": job_end,
     }
+
+
+def arq_worker_settings(settings: Settings) -> dict[str, Any]:
+    """Return the arq ``Worker`` keyword arguments that ``arq app.worker.WorkerSettings``
+    runs: :func:`worker_settings`, with redis-py retrying commands through a Redis outage of
+    up to ``CHUNKSUM_OUTAGE_S`` (app.worker.outage_retry), which arq's own loop can't ride out.
+    """
+    retry = OutageRetry(settings.outage_s)
+    return {**worker_settings(settings), "redis_settings": redis_settings(settings, retry=retry)}
