@@ -17,8 +17,14 @@ from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 from arq.worker import Worker
 
-from app.bench import datafiles, workloads
-from app.bench.baselines import measure_floor, measure_local, measure_naive, open_naive_pool
+from app.bench import datafiles, naive_worker, tuned_worker, workloads
+from app.bench.baselines import (
+    ARQ_BASELINES,
+    ArqBaseline,
+    measure_arq,
+    measure_floor,
+    measure_local,
+)
 from app.bench.datafiles import (
     FileWorkload,
     Format,
@@ -27,8 +33,7 @@ from app.bench.datafiles import (
     write_text_workload,
 )
 from app.bench.file_runs import VARIANTS, measure_variant
-from app.bench.keys import NAIVE_QUEUE, floor_key
-from app.bench.naive_worker import WorkerSettings
+from app.bench.keys import floor_key
 from app.bench.peers import (
     FLOAT_PEERS,
     PEERS,
@@ -63,19 +68,23 @@ TINY = 0.0001  # W1: 1 number, W3: 1,000 numbers, W5: 10,000 numbers, W8, W8f, W
 MACHINE = {"cpu": "CPU", "cores": 2, "python": "3.11", "redis": "7.0"}
 
 
-@pytest.fixture
-async def naive_pool(settings: Settings, redis: ArqRedis) -> AsyncIterator[ArqRedis]:
-    """Run an in-process plain arq worker for the naive job; yield the baseline's pool."""
-    pool = await open_naive_pool(settings)
-    worker = Worker(
-        functions=WorkerSettings.functions,
-        queue_name=NAIVE_QUEUE,
-        redis_pool=pool,
-        poll_delay=0.01,
-        handle_signals=False,
-    )
+@pytest.fixture(params=ARQ_BASELINES, ids=lambda baseline: baseline.key)
+async def arq_baseline(
+    request: pytest.FixtureRequest, settings: Settings, redis: ArqRedis
+) -> AsyncIterator[tuple[ArqBaseline, ArqRedis]]:
+    """Run an in-process plain arq worker for an arq baseline (obvious, then hand-tuned),
+    configured as its worker settings module configures it; yield the baseline and its pool."""
+    baseline: ArqBaseline = request.param
+    pool = await baseline.open_pool(settings)
+    module = naive_worker if baseline.key == "naive" else tuned_worker
+    options = {
+        name: getattr(module.WorkerSettings, name)
+        for name in ("functions", "queue_name", "job_serializer", "job_deserializer")
+        if hasattr(module.WorkerSettings, name)
+    }
+    worker = Worker(**options, redis_pool=pool, poll_delay=0.01, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
-    yield pool
+    yield baseline, pool
     await stop_worker(worker, task, Keys(settings.key_prefix))
     await pool.aclose()
 
@@ -108,11 +117,16 @@ async def test_local_sums_and_the_redis_floor_check_their_results(
     assert await redis.exists(floor_key(0)) == 0
 
 
-async def test_the_obvious_arq_code_is_exact_on_ints_only(naive_pool: ArqRedis) -> None:
-    """The naive baseline sums W1's ints exactly, W4's floats inexactly, and leaves no results."""
-    assert (await measure_naive(naive_pool, build("W1", 0.01), repeat=1)).correct
-    assert not (await measure_naive(naive_pool, build("W4", TINY), repeat=1)).correct
-    assert await naive_pool.keys(f"{result_key_prefix}*") == []
+async def test_the_arq_baselines_are_exact_on_ints_only(
+    arq_baseline: tuple[ArqBaseline, ArqRedis],
+) -> None:
+    """The obvious and the hand-tuned arq code sum W1's and W3's ints exactly, W4's floats
+    inexactly (Python's sum, numpy.sum), and leave no results."""
+    baseline, pool = arq_baseline
+    assert (await measure_arq(pool, baseline.sums, build("W1", 0.01), repeat=1)).correct
+    assert (await measure_arq(pool, baseline.sums, build("W3", TINY), repeat=1)).correct
+    assert not (await measure_arq(pool, baseline.sums, build("W4", TINY), repeat=1)).correct
+    assert await pool.keys(f"{result_key_prefix}*") == []
 
 
 def test_the_numbers_file_holds_one_number_a_line(
@@ -141,8 +155,9 @@ async def test_idle_workers_are_counted_then_probed(client: Client, worker: Work
 def test_bench_command_runs_workers_of_both_kinds(
     redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`chunksum bench --json --only W1,W5` reports chunksum and W1's baselines, all correct,
-    and W5 from a generator, from its file by reference and from its file as raw bytes."""
+    """`chunksum bench --json --only W1,W5` reports chunksum and W1's baselines (the obvious
+    and the hand-tuned arq code, each on real arq worker processes), all correct, and W5 from
+    a generator, from its file by reference and from its file as raw bytes."""
     args = ["--redis-url", redis_server.url, "--workers", "1", "--repeat", "1", "--scale", "1e-4"]
     assert main(["bench", "--json", "--only", "w1,W5", *args]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -151,6 +166,7 @@ def test_bench_command_runs_workers_of_both_kinds(
         "chunksum": True,
         "local": True,
         "naive": True,
+        "tuned": True,
     }
     naive_s, chunksum_s = row["naive"]["median_s"], row["chunksum"]["median_s"]
     assert row["naive"]["chunksum_speedup"] == pytest.approx(naive_s / chunksum_s)

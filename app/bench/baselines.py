@@ -1,8 +1,10 @@
 """The baselines `chunksum bench` compares chunksum with, measured in the same run.
 
 (a) the obvious arq code a user writes in ten minutes: arq defaults, one pickled list per
-chunk, ``gather(job.result())``; (b) a single-process ``sum`` / ``numpy.sum``; (c) the raw
-Redis floor: one client pipelining ``SET`` then ``GET`` of the same bytes, in the same chunks.
+chunk, ``gather(job.result())``; (a') the same code hand-tuned: msgpack, each chunk packed
+as int64 or float64 bytes, 1 ms polls on both sides; (b) a single-process ``sum`` /
+``numpy.sum``; (c) the raw Redis floor: one client pipelining ``SET`` then ``GET`` of the
+same bytes, in the same chunks.
 """
 
 import asyncio
@@ -10,15 +12,19 @@ import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import numpy as np
 from arq.connections import ArqRedis, create_pool
 from arq.constants import result_key_prefix
 from arq.jobs import Job
 from redis import Redis
 
-from app.bench.keys import NAIVE_QUEUE, NAIVE_SUM_JOB, floor_key
+from app.bench.keys import NAIVE_QUEUE, NAIVE_SUM_JOB, TUNED_QUEUE, TUNED_SUM_JOB, floor_key
+from app.bench.tuned_worker import TUNED_POLL_S
 from app.bench.workloads import RUN_TIMEOUT_S, Timing, Values, Workload, bounds, measure, same
 from app.connection import DEFAULT_REDIS_URL, redis_settings
 from app.errors import ChunksumError
@@ -27,18 +33,20 @@ from app.worker_processes import WorkerProcesses
 
 LOG_TAIL_BYTES = 2000
 NAIVE_COMMAND = [sys.executable, "-m", "arq", "app.bench.naive_worker.WorkerSettings"]
+TUNED_COMMAND = [sys.executable, "-m", "arq", "app.bench.tuned_worker.WorkerSettings"]
+ARQ_POLL_S = 0.5  # arq's default result poll
 
 
-class NaiveWorkers(WorkerProcesses):
-    """Run ``count`` plain arq worker processes for the naive baseline until exit.
+class ArqWorkers(WorkerProcesses):
+    """Run ``count`` plain arq worker processes for an arq baseline until exit.
 
     They log as arq does by default (a line per job) into a temporary file, whose end is
     shown if a worker exits before it is stopped.
     """
 
-    def __init__(self, count: int, settings: Settings) -> None:
+    def __init__(self, count: int, settings: Settings, command: list[str]) -> None:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
-        super().__init__(count, settings, command=NAIVE_COMMAND, output=self._log)
+        super().__init__(count, settings, command=command, output=self._log)
 
     def stop(self) -> None:
         """Stop the workers, first showing the log's end if one of them exited early."""
@@ -55,9 +63,25 @@ async def open_naive_pool(settings: Settings) -> ArqRedis:
     return await create_pool(redis_settings(settings), default_queue_name=NAIVE_QUEUE)
 
 
+async def open_tuned_pool(settings: Settings) -> ArqRedis:
+    """Open the arq pool the tuned code uses: msgpack, the tuned queue."""
+    return await create_pool(
+        redis_settings(settings),
+        default_queue_name=TUNED_QUEUE,
+        job_serializer=msgpack.packb,
+        job_deserializer=msgpack.unpackb,
+    )
+
+
 def as_list(numbers: Values) -> list[Any]:
     """Return a chunk as the Python list the obvious code would pickle."""
     return numbers.tolist() if isinstance(numbers, np.ndarray) else list(numbers)
+
+
+def packed(numbers: Values) -> tuple[bytes, str]:
+    """Return a chunk as the tuned code sends it: int64 or float64 bytes, and their dtype."""
+    array = np.asarray(numbers if isinstance(numbers, np.ndarray) else list(numbers))
+    return array.tobytes(), array.dtype.str
 
 
 async def naive_sum(
@@ -68,15 +92,53 @@ async def naive_sum(
     Args:
         job_ids: if given, the jobs' ids are appended, so their results can be deleted later.
     """
-    jobs = [
-        _enqueued(await pool.enqueue_job(NAIVE_SUM_JOB, as_list(numbers[start:stop])))
-        for start, stop in bounds(len(numbers), chunks)
-    ]
-    partials = await asyncio.gather(*(job.result(timeout=RUN_TIMEOUT_S) for job in jobs))
+    args = ((as_list(numbers[start:stop]),) for start, stop in bounds(len(numbers), chunks))
+    return await _arq_sum(pool, NAIVE_SUM_JOB, args, ARQ_POLL_S, job_ids)
+
+
+async def tuned_sum(
+    pool: ArqRedis, numbers: Values, chunks: int, job_ids: list[str] | None = None
+) -> int | float:
+    """Sum ``numbers`` as hand-tuned arq code does: packed chunks, results polled every 1 ms."""
+    args = (packed(numbers[start:stop]) for start, stop in bounds(len(numbers), chunks))
+    return await _arq_sum(pool, TUNED_SUM_JOB, args, TUNED_POLL_S, job_ids)
+
+
+async def _arq_sum(
+    pool: ArqRedis,
+    name: str,
+    chunks_args: Any,
+    poll_s: float,
+    job_ids: list[str] | None,
+) -> int | float:
+    """Enqueue a ``name`` job per chunk's arguments, then return ``sum(gather(results))``."""
+    jobs = [_enqueued(await pool.enqueue_job(name, *args)) for args in chunks_args]
+    results = (job.result(timeout=RUN_TIMEOUT_S, poll_delay=poll_s) for job in jobs)
+    partials = await asyncio.gather(*results)
     if job_ids is not None:
         job_ids.extend(job.job_id for job in jobs)
     total: int | float = sum(partials)
     return total
+
+
+ArqSum = Callable[[ArqRedis, Values, int, list[str] | None], Awaitable[int | float]]
+
+
+@dataclass(frozen=True, slots=True)
+class ArqBaseline:
+    """An arq baseline: its key in the results, its label, its workers, pool and client code."""
+
+    key: str
+    label: str
+    command: list[str]
+    open_pool: Callable[[Settings], Awaitable[ArqRedis]]
+    sums: ArqSum
+
+
+ARQ_BASELINES = (
+    ArqBaseline("naive", "obvious arq code", NAIVE_COMMAND, open_naive_pool, naive_sum),
+    ArqBaseline("tuned", "hand-tuned arq", TUNED_COMMAND, open_tuned_pool, tuned_sum),
+)
 
 
 def _enqueued(job: Job | None) -> Job:
@@ -85,8 +147,8 @@ def _enqueued(job: Job | None) -> Job:
     return job
 
 
-async def measure_naive(pool: ArqRedis, workload: Workload, repeat: int) -> Timing:
-    """Time the obvious arq code on ``workload``, deleting its stored results between runs."""
+async def measure_arq(pool: ArqRedis, sums: ArqSum, workload: Workload, repeat: int) -> Timing:
+    """Time an arq baseline's code on ``workload``, deleting its stored results between runs."""
     job_ids: list[str] = []
 
     async def forget() -> None:
@@ -96,7 +158,7 @@ async def measure_naive(pool: ArqRedis, workload: Workload, repeat: int) -> Timi
             job_ids.clear()
 
     return await measure(
-        lambda: naive_sum(pool, workload.numbers, workload.chunks, job_ids),
+        lambda: sums(pool, workload.numbers, workload.chunks, job_ids),
         lambda total: same(total, workload.expected),
         repeat=repeat,
         after=forget,

@@ -5,6 +5,9 @@ BENCH_PREFIX = "chunksum-bench"
 # The benchmark's baseline: the obvious arq code, on a queue and job of its own.
 NAIVE_QUEUE = f"{BENCH_PREFIX}:naive-queue"
 NAIVE_SUM_JOB = "naive_sum"
+# The hand-tuned arq baseline: the same code, tuned (app.bench.tuned_worker).
+TUNED_QUEUE = f"{BENCH_PREFIX}:tuned-queue"
+TUNED_SUM_JOB = "tuned_sum"
 # A chunk job that first awaits a simulated I/O (app.bench.slow_chunks).
 SLOW_CHUNK_JOB = "sum_chunk_after_io"
 

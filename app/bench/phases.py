@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from app.bench.baselines import (
-    NaiveWorkers,
+    ARQ_BASELINES,
+    ArqBaseline,
+    ArqWorkers,
+    measure_arq,
     measure_floor,
     measure_local,
-    measure_naive,
-    naive_sum,
-    open_naive_pool,
 )
 from app.bench.datafiles import (
     FileWorkload,
@@ -126,9 +126,10 @@ def measure_all(options: BenchOptions, settings: Settings) -> Report:
         with WorkerProcesses(options.workers, settings, command=WORKER_COMMAND):
             asyncio.run(_chunksum_phase(settings, sized, files, options, results))
     if any(name in NAIVE or name == "W7" for name in options.only):
-        progress(f"starting {options.workers} plain arq workers")
-        with NaiveWorkers(options.workers, settings):
-            asyncio.run(_naive_phase(settings, sized, options, results))
+        for baseline in ARQ_BASELINES:
+            progress(f"starting {options.workers} plain arq workers: {baseline.label}")
+            with ArqWorkers(options.workers, settings, baseline.command):
+                asyncio.run(_arq_phase(baseline, settings, sized, options, results))
     return Report(machine, asdict(options), in_order(results))
 
 
@@ -274,20 +275,25 @@ async def measure_idle(
     return replace(timing, extra={**extra, "idle_gap_s": gap_s})
 
 
-async def _naive_phase(
-    settings: Settings, sized: dict[str, Workload], options: BenchOptions, results: Results
+async def _arq_phase(
+    baseline: ArqBaseline,
+    settings: Settings,
+    sized: dict[str, Workload],
+    options: BenchOptions,
+    results: Results,
 ) -> None:
-    pool = await open_naive_pool(settings)
+    pool = await baseline.open_pool(settings)
     try:
-        await bounded(naive_sum(pool, WARM_UP, 4), WARM_UP_TIMEOUT_S)
+        await bounded(baseline.sums(pool, WARM_UP, 4, None), WARM_UP_TIMEOUT_S)
         for name in options.only:
             if name in NAIVE:
-                progress(f"{name} obvious arq code")
-                results[name]["naive"] = await measure_naive(pool, sized[name], options.repeat)
+                progress(f"{name} {baseline.label}")
+                timing = await measure_arq(pool, baseline.sums, sized[name], options.repeat)
+                results[name][baseline.key] = timing
             elif name == "W7":
-                progress("W7 obvious arq code: idle workers")
-                results["W7"]["naive"] = await measure_idle(
-                    pool, lambda: naive_sum(pool, range(1, 2), 1), options
+                progress(f"W7 {baseline.label}: idle workers")
+                results["W7"][baseline.key] = await measure_idle(
+                    pool, lambda: baseline.sums(pool, range(1, 2), 1, None), options
                 )
     finally:
         await pool.aclose()

@@ -23,7 +23,12 @@ COMPARED = {
 }
 """Rows whose chunksum time is also given as a multiple of another row's contender's."""
 
-BASELINES = {"naive": "obvious arq", "local": "local sum", "floor": "Redis floor"}
+BASELINES = {
+    "naive": "obvious arq",
+    "tuned": "hand-tuned arq",
+    "local": "local sum",
+    "floor": "Redis floor",
+}
 PIPED_WIDTH = 160
 RATIO_NOTE = (
     "xN after a baseline or a peer: its median over chunksum's (above 1: chunksum is N times "
@@ -166,9 +171,12 @@ def _idle_notes(row: dict[str, Timing]) -> str:
         f"1-number submit after {duration(row['chunksum'].extra['idle_gap_s'])} idle; "
         f"Redis commands/s per idle worker: {row['chunksum'].extra[per_worker]:.1f}"
     )
-    if "naive" in row:
-        text += f" (arq: {row['naive'].extra[per_worker]:.1f})"
-    return text
+    others = [
+        f"{BASELINES[key]}: {row[key].extra[per_worker]:.1f}"
+        for key in ("naive", "tuned")
+        if key in row
+    ]
+    return f"{text} ({'; '.join(others)})" if others else text
 
 
 def _file_notes(name: str, row: dict[str, Timing], results: Results) -> str:
