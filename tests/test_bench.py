@@ -167,6 +167,7 @@ def test_bench_command_runs_workers_of_both_kinds(
         "local": True,
         "naive": True,
         "tuned": True,
+        "round_trip": True,  # the Redis round trip, W1's time counted in it
     }
     naive_s, chunksum_s = row["naive"]["median_s"], row["chunksum"]["median_s"]
     assert row["naive"]["chunksum_speedup"] == pytest.approx(naive_s / chunksum_s)
@@ -185,6 +186,7 @@ def test_the_table_shows_each_row_with_ratios_and_marks() -> None:
         "W1": {
             "chunksum": Timing((0.01, 0.02, 0.03), True, {"numbers": 10_000, "chunks": 4}),
             "naive": Timing((0.5,), True),
+            "round_trip": Timing((0.0001, 0.0002, 0.0003), True),
         },
         "W7": {
             "chunksum": Timing(
@@ -198,6 +200,7 @@ def test_the_table_shows_each_row_with_ratios_and_marks() -> None:
     assert "CPU, 2 cores" in text
     assert "20 ms (10 ms-30 ms)" in text
     assert "500 ms x25" in text
+    assert "100 Redis round trips" in text  # 20 ms over 0.2 ms
     assert "✗" in text
     assert not report.chunksum_correct()
 

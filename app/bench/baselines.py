@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ LOG_TAIL_BYTES = 2000
 NAIVE_COMMAND = [sys.executable, "-m", "arq", "app.bench.naive_worker.WorkerSettings"]
 TUNED_COMMAND = [sys.executable, "-m", "arq", "app.bench.tuned_worker.WorkerSettings"]
 ARQ_POLL_S = 0.5  # arq's default result poll
+ROUND_TRIP_PINGS = 200
 
 
 class ArqWorkers(WorkerProcesses):
@@ -214,6 +216,18 @@ async def measure_floor(settings: Settings, workload: Workload, repeat: int) -> 
             repeat=repeat,
             after=delete,
         )
+
+
+async def measure_round_trip(redis: Any, pings: int = ROUND_TRIP_PINGS) -> Timing:
+    """Time ``pings`` PINGs one after another on ``redis`` (chunksum's own kind of client):
+    the Redis round trip, which W1's time is also counted in."""
+
+    times, answered = [], True
+    for _ in range(pings):
+        started = time.perf_counter()
+        answered = bool(await redis.ping()) and answered
+        times.append(time.perf_counter() - started)
+    return Timing(tuple(times), answered)
 
 
 def _sync_client(settings: Settings) -> Redis:

@@ -29,6 +29,7 @@ from app.bench.baselines import (
     measure_arq,
     measure_floor,
     measure_local,
+    measure_round_trip,
 )
 from app.bench.datafiles import (
     FileWorkload,
@@ -177,6 +178,8 @@ async def _baselines(
                 results.setdefault(name, {})["local"] = await measure_local(workload, repeat)
             if name in FLOOR:
                 results[name]["floor"] = await measure_floor(settings, workload, repeat)
+            if name == "W1":
+                results[name]["round_trip"] = await measure_round_trip(redis)
         for name, file in files.items():
             results[name] = await measure_peers(file, repeat, progress)
         return await _machine(redis)

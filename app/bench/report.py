@@ -160,6 +160,9 @@ def _notes(name: str, row: dict[str, Timing], results: Results) -> str:
         return _file_notes(name, row, results)
     numbers, chunks = rate(extra["numbers"] / median_s), rate(extra["chunks"] / median_s)
     rates = f"{numbers} numbers/s, {chunks} chunks/s"
+    if (trip := row.get("round_trip")) is not None:
+        trip_s = trip.median_s
+        return f"{rates}; {median_s / trip_s:.0f} Redis round trips of {duration(trip_s)}"
     if name == "W4" and "chunksum" in results.get("W3", {}):
         return f"{rates}; {median_s / results['W3']['chunksum'].median_s:.2f}x W3's time"
     return rates
