@@ -24,7 +24,9 @@ _SIGNATURE = types.int64(
 
 
 @njit(_SIGNATURE, cache=True, nogil=True)
-def bin_bits(bits: npt.NDArray[np.int64], bins: npt.NDArray[np.int64]) -> int:
+def bin_bits(  # pragma: no cover  # numba compiles the body: coverage never sees it run
+    bits: npt.NDArray[np.int64], bins: npt.NDArray[np.int64]
+) -> int:
     """Add float64s (as their bits) to ``bins[field]``, the signed mantissa split in two.
 
     The same arithmetic as app.binning's NumPy path: a finite float64 with exponent field e

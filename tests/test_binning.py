@@ -1,5 +1,6 @@
 """Tests for app.binning: the compiled float kernel and the NumPy path give the same bits."""
 
+import logging
 import math
 import sys
 from fractions import Fraction
@@ -138,6 +139,26 @@ class TestKernelLoader:
             assert binning.sum_floats(values) == (exact_total(values), 0)
             with pytest.raises(ChunksumError, match=r"chunksum\[fast\]"):
                 binning.compiled_sum(values)
+
+    def test_a_failed_compile_is_logged_and_numpy_serves(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A kernel module that fails other than by a missing import (here: no kernel in
+        it) leaves the loader unavailable and logs a warning once."""
+        loader = KernelLoader(module="app.errors")
+        with caplog.at_level(logging.WARNING, logger="app.binning"):
+            assert loader.wait() is KernelState.UNAVAILABLE
+        assert [r.message for r in caplog.records] == [
+            "compiling the float kernel failed; summing with NumPy"
+        ]
+        assert loader.kernel is None
+
+    def test_numba_with_its_jit_disabled_is_not_used(self) -> None:
+        """Under NUMBA_DISABLE_JIT the kernel would be a slow Python loop: NumPy sums."""
+        import numba
+
+        with mock.patch.object(numba.config, "DISABLE_JIT", True):
+            assert KernelLoader().wait() is KernelState.UNAVAILABLE
 
     def test_small_arrays_do_not_start_loading(self) -> None:
         """Arrays under LOAD_AT numbers sum with NumPy and leave the loader idle; the first
