@@ -19,19 +19,17 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
+from app import binning
+from app.binning import NAN as NAN  # IEEE specials seen: binning reports them
+from app.binning import NEG_INF as NEG_INF
+from app.binning import POS_INF as POS_INF
+
 FLOAT = 1
-NAN = 2
-POS_INF = 4
-NEG_INF = 8
 DECIMAL = 16  # mantissa * 10**exponent: a sum of decimal text
 
-# Blocks keep every intermediate NumPy sum exact: see _sum_int64 and _bin_by_exponent.
+# Blocks keep every intermediate NumPy sum exact: see _sum_int64.
 _BLOCK = 1 << 24
-_LOW26 = (1 << 26) - 1
 _LOW32 = (1 << 32) - 1
-_FRACTION = (1 << 52) - 1
-_FLOAT_BLOCK = 1 << 14
-_FLOAT_BASE = -1074  # bin e holds multiples of 2**(e - 1075) == 2**(e - 1) * 2**_FLOAT_BASE
 _INT64 = np.iinfo(np.int64)
 _DIGITS = 4000
 JSON_EXACT_INT = 2**53
@@ -79,23 +77,8 @@ class ExactSum:
     @classmethod
     def of_floats(cls, values: npt.NDArray[np.float64]) -> Self:
         """Sum a float64 array exactly, tracking NaN and infinities as IEEE flags."""
-        flags = FLOAT
-        if np.isinf(values).any() or np.isnan(values).any():
-            finite = np.isfinite(values)
-            special = values[~finite]
-            flags |= NAN if np.isnan(special).any() else 0
-            flags |= POS_INF if (special > 0).any() else 0
-            flags |= NEG_INF if (special < 0).any() else 0
-            values = values[finite]
-        high = np.zeros(2048, dtype=np.int64)
-        low = np.zeros(2048, dtype=np.int64)
-        # blocks small enough that NumPy's temporaries stay in the CPU cache
-        for i in range(0, values.size, _FLOAT_BLOCK):
-            _bin_by_exponent(values[i : i + _FLOAT_BLOCK], high, low)
-        total = 0
-        for field in np.flatnonzero((high != 0) | (low != 0)):
-            total += ((int(high[field]) << 26) + int(low[field])) << int(field - 1)
-        return cls.of(total, _FLOAT_BASE, flags)
+        total, specials = binning.sum_floats(values)
+        return cls.of(total, binning.FLOAT_BASE, FLOAT | specials)
 
     @classmethod
     def of_decimal(cls, mantissa: int, exponent: int) -> Self:
@@ -233,23 +216,3 @@ def _sum_int64(values: npt.NDArray[np.integer]) -> int:
     low = (values & _LOW32).sum(dtype=accumulator)
     high = (values >> 32).sum(dtype=accumulator)
     return (int(high) << 32) + int(low)
-
-
-def _bin_by_exponent(
-    values: npt.NDArray[np.float64], high: npt.NDArray[np.int64], low: npt.NDArray[np.int64]
-) -> None:
-    """Add finite floats' signed mantissas, split in 27-bit halves, to bins by exponent field.
-
-    A float64 with biased exponent field e and fraction f is (f + 2**52) * 2**(e - 1075)
-    (for e == 0, a subnormal: f * 2**(1 - 1075)). A block's per-bin sums of values below
-    2**27 in magnitude stay below 2**41, exact in bincount's float64 weights; the int64 bins
-    hold 2**22 blocks' worth.
-    """
-    bits = values.view(np.int64)
-    fields = (bits >> 52) & 0x7FF
-    mantissas = (bits & _FRACTION) | (np.minimum(fields, 1) << 52)  # the implicit bit
-    signs = bits >> 63  # 0, or -1 (all ones) for a negative value
-    mantissas = (mantissas ^ signs) - signs  # negated where negative, with no branch
-    fields = np.maximum(fields, 1)
-    high += np.bincount(fields, weights=mantissas >> 26, minlength=2048).astype(np.int64)
-    low += np.bincount(fields, weights=mantissas & _LOW26, minlength=2048).astype(np.int64)

@@ -33,6 +33,7 @@ from app.bench.datafiles import (
     write_text_workload,
 )
 from app.bench.file_runs import VARIANTS, measure_variant
+from app.bench.float_sums import float_sum_ns
 from app.bench.keys import floor_key
 from app.bench.peers import (
     FLOAT_PEERS,
@@ -96,6 +97,16 @@ async def test_chunksum_sums_every_sized_workload_exactly(client: Client, worker
         timing = await measure_chunksum(client, build(name, TINY), repeat=1)
         assert timing.correct, name
         assert len(timing.times_s) == (W1_RUNS if name == "W1" else 1)
+        assert ("float_sum_ns" in timing.extra) == (name == "W4")
+
+
+def test_the_exact_float_sum_is_timed_compiled_and_with_numpy() -> None:
+    """W4's floats are summed chunk by chunk, compiled (numba comes with the test extra) and
+    with NumPy alone, each timed in ns a number."""
+    extra = float_sum_ns(build("W4", 0.01))
+    assert extra["float_sum_compiled"] == 1.0
+    assert 0 < extra["float_sum_ns"] < 1_000
+    assert 0 < extra["float_sum_numpy_ns"] < 1_000
 
 
 async def test_slow_chunks_await_their_io_then_sum(client: Client, worker: Worker) -> None:
@@ -203,6 +214,33 @@ def test_the_table_shows_each_row_with_ratios_and_marks() -> None:
     assert "100 Redis round trips" in text  # 20 ms over 0.2 ms
     assert "✗" in text
     assert not report.chunksum_correct()
+
+
+@pytest.mark.parametrize(
+    ("compiled", "note"),
+    [
+        (1.0, "exact float sum 1.6 ns a number (NumPy alone 7.4)"),
+        (0.0, "exact float sum 7.4 ns a number (NumPy; numba not installed)"),
+    ],
+)
+def test_w4s_notes_give_its_ratio_to_w3_and_the_float_sums_cost(
+    compiled: float, note: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """W4's notes give its time as a multiple of W3's and the exact float sum's ns a number,
+    the workers' path and NumPy's."""
+    monkeypatch.setattr("app.bench.report.PIPED_WIDTH", 400)  # one line per row, for the asserts
+    numbers: dict[str, float] = {"numbers": 10**7, "chunks": 100}
+    floats = {"float_sum_ns": 1.6, "float_sum_numpy_ns": 7.4, "float_sum_compiled": compiled}
+    results = {
+        "W3": {"chunksum": Timing((0.2,), True, numbers)},
+        "W4": {"chunksum": Timing((0.25,), True, numbers | floats)},
+    }
+    report = Report(MACHINE, {"workers": 2, "repeat": 1, "scale": 1.0}, results)
+    text = render(report, as_json=False)
+    assert "1.25x W3's time; " + note in text
+    assert json.loads(render(report, as_json=True))["workloads"]["W4"]["chunksum"][
+        "float_sum_ns"
+    ] == pytest.approx(1.6)
 
 
 @pytest.mark.parametrize(

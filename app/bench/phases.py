@@ -38,6 +38,7 @@ from app.bench.datafiles import (
     write_text_workload,
 )
 from app.bench.file_runs import VARIANTS, measure_variant
+from app.bench.float_sums import float_sum_ns
 from app.bench.peers import measure_peers
 from app.bench.report import Report, Results, render
 from app.bench.slow_chunks import WORKER_COMMAND, submit_with_io
@@ -258,6 +259,8 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
     repeat *= workload.runs_per_repeat
     timing = await measure(run, lambda total: same(total, workload.expected), repeat=repeat)
     extra: dict[str, float] = {"numbers": workload.count, "chunks": workload.chunks}
+    if workload.name == "W4":  # measured on W4's own chunks, as the workers sum them
+        extra |= float_sum_ns(workload)
     if io_s:
         extra["serial_loop_s"] = workload.chunks * io_s
     return replace(timing, extra=extra)

@@ -162,10 +162,21 @@ def _notes(name: str, row: dict[str, Timing], results: Results) -> str:
     rates = f"{numbers} numbers/s, {chunks} chunks/s"
     if (trip := row.get("round_trip")) is not None:
         trip_s = trip.median_s
-        return f"{rates}; {median_s / trip_s:.0f} Redis round trips of {duration(trip_s)}"
-    if name == "W4" and "chunksum" in results.get("W3", {}):
-        return f"{rates}; {median_s / results['W3']['chunksum'].median_s:.2f}x W3's time"
+        rates += f"; {median_s / trip_s:.0f} Redis round trips of {duration(trip_s)}"
+    if name == "W4":
+        if "chunksum" in results.get("W3", {}):
+            rates += f"; {median_s / results['W3']['chunksum'].median_s:.2f}x W3's time"
+        if "float_sum_ns" in extra:
+            rates += "; " + _float_sum_note(extra)
     return rates
+
+
+def _float_sum_note(extra: dict[str, float]) -> str:
+    """Return the exact float sum's ns a number: the workers' path, then NumPy's alone."""
+    numpy_ns = extra["float_sum_numpy_ns"]
+    if not extra["float_sum_compiled"]:
+        return f"exact float sum {numpy_ns:.1f} ns a number (NumPy; numba not installed)"
+    return f"exact float sum {extra['float_sum_ns']:.1f} ns a number (NumPy alone {numpy_ns:.1f})"
 
 
 def _idle_notes(row: dict[str, Timing]) -> str:
