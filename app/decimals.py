@@ -107,18 +107,20 @@ def _sum_scaled(column: Any, scale: int) -> tuple[ExactSum, int]:
 def _scale(block: bytes) -> int:
     """Return the most digits that follow a point in ``block`` (0 if it has none); stop
     counting past :data:`MAX_DIGITS`."""
-    data = np.frombuffer(block, dtype=np.uint8)
-    points = np.flatnonzero(data == _POINT)
-    if not points.size:
+    first = block.find(b".")
+    if first < 0:
         return 0
     # Most files give every number the same places: guess the first number's, then check in
-    # one pass that no point has a digit past that many (a number with more places would).
+    # one vectorised pass that no point has a digit past that many (one with more would).
     # A digit there can also be the next line's, after a number with fewer: then count all.
-    guess = _places(data, points[:1])
-    after = points + guess + 1
-    if not _digits(data, after[after < data.size]).any():
+    guess = len(block[first + 1 : first + MAX_DIGITS + 2]) - len(
+        block[first + 1 : first + MAX_DIGITS + 2].lstrip(b"0123456789")
+    )
+    data = np.frombuffer(block, dtype=np.uint8)
+    points, shift = data == _POINT, guess + 1
+    if shift >= data.size or not np.any(points[:-shift] & ((data[shift:] - _DIGIT_0) < 10)):
         return guess
-    return _places(data, points)
+    return _places(data, np.flatnonzero(points))
 
 
 def _places(data: npt.NDArray[np.uint8], points: npt.NDArray[np.intp]) -> int:
