@@ -41,6 +41,7 @@ IO_CHUNKS = 400  # one number each, each chunk awaiting IO_S first
 IO_S = 0.05
 FILE_CHUNKS = 100  # byte ranges of W8's file (10 M ints, 135 MB at scale 1)
 START_TIMEOUT_S = 60.0  # for every worker process to start and beat
+WARM_UP_RUNS = 2  # untimed, of each kind with each worker count
 KINDS = {
     "cpu": "CPU-bound: exact float sums",
     "io": "I/O-bound: 50 ms each",
@@ -107,6 +108,10 @@ async def _measure_with(
                 )
                 return result.total
 
+            # untimed: each worker loads what it sums with (numba's float kernel compiles,
+            # or loads from its cache, in a background thread on a worker's first big array)
+            for _ in range(WARM_UP_RUNS):
+                await run()
             points.append(await _point(workload, count, run, repeat))
         points.append(await _file_point(client, count, text, repeat))
     return points
