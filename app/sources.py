@@ -274,39 +274,41 @@ def _text_source(text: TextFile | TextStream, block_bytes: int, options: dict[st
     if isinstance(text, TextFile):
         text.stamp()  # a clear error now for a missing file (it is opened once read)
 
-    def items() -> Iterator[ChunkArgs]:
+    def blocks() -> Iterator[tuple[int, bytes]]:
         with contextlib.ExitStack() as stack:
-            stream: BinaryIO
             if isinstance(text, TextFile):
-                stream, name = stack.enter_context(open(text.path, "rb")), text.path
+                stream: BinaryIO = stack.enter_context(open(text.path, "rb"))
             else:
-                stream, name = text.stream, text.name
-            for index, (first_line, block) in enumerate(text_blocks(stream, block_bytes)):
-                args = {"text": codec.Packed(block), "first_line": first_line, "source": name}
-                yield ChunkArgs(index, args)
+                stream = text.stream
+            yield from text_blocks(stream, block_bytes)
 
-    in_flight = max(1, TEXT_IN_FLIGHT_BYTES // block_bytes)
-    job = ChunkJob(SUM_TEXT_JOB, options)
-    return Source(None, items(), job, counted_by_workers=True, max_in_flight=in_flight)
+    name = text.path if isinstance(text, TextFile) else text.name
+    return _raw_source(blocks(), block_bytes, ChunkJob(SUM_TEXT_JOB, {"source": name, **options}))
 
 
 def _csv_text_source(table: CsvColumn, block_bytes: int, options: dict[str, Any]) -> Source:
     _, column = table.plan()  # a clear error now for a missing file or column
 
-    def items() -> Iterator[ChunkArgs]:
+    def blocks() -> Iterator[tuple[int, bytes]]:
         with open(table.path, "rb") as stream:
-            first_line = 1
             if table.header:
                 stream.readline()
-                first_line = 2
-            blocks = text_blocks(stream, block_bytes, quote=b'"', first_line=first_line)
-            for index, (first, block) in enumerate(blocks):
-                yield ChunkArgs(index, {"text": codec.Packed(block), "first_line": first})
+            first_line = 2 if table.header else 1
+            yield from text_blocks(stream, block_bytes, quote=b'"', first_line=first_line)
 
-    in_flight = max(1, TEXT_IN_FLIGHT_BYTES // block_bytes)
     shared = {"source": table.path, "column": column, "delimiter": table.delimiter, **options}
-    job = ChunkJob(SUM_CSV_TEXT_JOB, shared)
-    return Source(None, items(), job, counted_by_workers=True, max_in_flight=in_flight)
+    return _raw_source(blocks(), block_bytes, ChunkJob(SUM_CSV_TEXT_JOB, shared))
+
+
+def _raw_source(blocks: Iterator[tuple[int, bytes]], block_bytes: int, job: ChunkJob) -> Source:
+    """Ship ``blocks`` (number of its first line, bytes) unparsed, at most
+    TEXT_IN_FLIGHT_BYTES of them queued or running at once."""
+    items = (
+        ChunkArgs(index, {"text": codec.Packed(block), "first_line": first_line})
+        for index, (first_line, block) in enumerate(blocks)
+    )
+    in_flight = max(1, TEXT_IN_FLIGHT_BYTES // block_bytes)
+    return Source(None, items, job, counted_by_workers=True, max_in_flight=in_flight)
 
 
 def _npy_source(array: NpyFile, chunks: int | None, chunk_bytes: int) -> Source:
