@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from app.columns import read_column
 from app.exact import DECIMAL_EXPONENTS, ExactSum
 
 MAX_DIGITS = 38  # a 128-bit decimal's, in polars as in Arrow
@@ -42,10 +43,10 @@ def sum_decimals(values: Iterable[Decimal]) -> ExactSum:
     total = _EXACT.create_decimal(0)
     for value in values:
         total = _EXACT.add(total, value)
-    return of_decimal(total)
+    return exact_decimal(total)
 
 
-def of_decimal(value: Decimal) -> ExactSum:
+def exact_decimal(value: Decimal) -> ExactSum:
     """Return a finite Decimal as an exact decimal sum."""
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)  # finite: not 'n', 'N' or 'F'
@@ -61,18 +62,8 @@ def sum_decimal_block(block: bytes) -> tuple[ExactSum, int] | None:
     # an exponent shifts the point, which the scale below doesn't count
     if b"e" in block or b"E" in block or (scale := _scale(block)) > MAX_DIGITS:
         return None
-    try:
-        column = pl.read_csv(
-            block,
-            has_header=False,
-            new_columns=["x"],
-            schema_overrides={"x": pl.Decimal(MAX_DIGITS, scale)},
-            separator="\x1f",
-            quote_char=None,
-        )["x"]
-    except pl.exceptions.PolarsError:
-        return None
-    return _sum_scaled(column.drop_nulls(), scale)
+    column = read_column(block, pl.Decimal(MAX_DIGITS, scale))
+    return None if column is None else _sum_scaled(column, scale)
 
 
 def sum_decimal_strings(strings: Any) -> tuple[ExactSum, int] | None:

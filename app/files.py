@@ -27,6 +27,7 @@ from typing import Any, cast
 import numpy as np
 
 from app import codec
+from app.columns import read_column
 from app.decimals import sum_decimal_block, sum_decimals
 from app.errors import ChunkingError, FileInputError, InvalidNumberError, SettingsError
 from app.exact import ExactSum
@@ -245,18 +246,8 @@ def _parse_column(block: bytes, kind: str) -> Any:
     parse every non-blank line so (a blank line reads as null and is skipped)."""
     import polars as pl  # imported here: only workers parse files
 
-    try:
-        column = pl.read_csv(
-            block,
-            has_header=False,
-            new_columns=["x"],
-            schema_overrides={"x": pl.Int64 if kind == "int64" else pl.Float64},
-            separator="\x1f",
-            quote_char=None,
-        )["x"]
-    except pl.exceptions.PolarsError:  # not numbers (or not one a line): the line parser says
-        return None
-    return column.drop_nulls().to_numpy()
+    column = read_column(block, pl.Int64 if kind == "int64" else pl.Float64)
+    return None if column is None else column.to_numpy()
 
 
 def _floats_exact(values: Any) -> bool:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.csvfiles import CsvColumn, sum_csv_range
-from app.decimals import of_decimal, parse_decimal, sum_decimal_block, sum_decimals
+from app.decimals import exact_decimal, parse_decimal, sum_decimal_block, sum_decimals
 from app.errors import ChunkingError, FileInputError, InvalidNumberError, RunFailedError
 from app.exact import DECIMAL, ExactSum, json_total, parse_total, total_text
 from app.files import TextFile, plan_ranges, sum_lines, sum_range
@@ -69,7 +69,7 @@ class TestDecimalSums:
     def test_partials_merge_in_any_order(self) -> None:
         """Decimal partials add exactly; the empty binary sum (a chunk of blank lines) is
         neutral; a binary partial can't meet a decimal one."""
-        a, b = of_decimal(Decimal("1.25")), of_decimal(Decimal("-0.005"))
+        a, b = exact_decimal(Decimal("1.25")), exact_decimal(Decimal("-0.005"))
         assert same_decimal((a + b).value(), Decimal("1.245"))
         assert (a + b) == (b + a)
         assert ExactSum() + a == a == a + ExactSum()
@@ -80,7 +80,7 @@ class TestDecimalSums:
         """to_wire/from_wire keep a decimal (its places too); an exponent past the bound,
         or decimal flags mixed with float ones, are refused."""
         for value in ["0.30", "-1" + "0" * 30 + ".5", "12e3"]:
-            partial = of_decimal(Decimal(value))
+            partial = exact_decimal(Decimal(value))
             assert ExactSum.from_wire(partial.to_wire()) == partial
         with pytest.raises(ValueError, match="not an exact partial"):
             ExactSum.from_wire([1, -5000, DECIMAL])
@@ -116,7 +116,7 @@ class TestDecimalBlocks:
     def test_the_fast_path_declines_what_it_cant_read_exactly(self) -> None:
         """Exponents, over 38 digits or a bad line go to the line parser (None here); the
         line parser still sums exactly, or names the bad line."""
-        assert sum_decimal_block(b"1.5\n2.25\n\n") == (of_decimal(Decimal("3.75")), 2)
+        assert sum_decimal_block(b"1.5\n2.25\n\n") == (exact_decimal(Decimal("3.75")), 2)
         assert sum_decimal_block(b"1e3\n") is None
         long = b"1" * 39 + b"\n"
         assert sum_decimal_block(long) is None
