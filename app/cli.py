@@ -2,7 +2,6 @@
 health, dashboard, bench."""
 
 import argparse
-import asyncio
 import contextlib
 import os
 import sys
@@ -10,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from app import display
+from app import display, interrupts
 from app.allocator import tune_allocator
 from app.bench import cli as bench_cli
 from app.errors import ChunksumError, WaitTimeoutError
@@ -242,7 +241,7 @@ def _call(settings: Settings, method: Callable[[Client], Awaitable[T]]) -> T:
         async with Client(settings) as client:
             return await method(client)
 
-    return asyncio.run(call())
+    return interrupts.run(call())
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:

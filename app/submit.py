@@ -6,7 +6,6 @@ what an operator asks: a run's status, its result, waiting for it, cancelling it
 recent runs, the live workers and the queue's depth.
 """
 
-import asyncio
 import time
 from dataclasses import replace
 from types import TracebackType
@@ -14,6 +13,7 @@ from typing import Any, Self
 
 from arq.connections import ArqRedis
 
+from app import interrupts
 from app.chunking import Numbers
 from app.connection import LOST_REDIS, Backoff, close, connect, redis_name
 from app.errors import (
@@ -255,7 +255,7 @@ async def submit(
 
 def submit_sync(numbers: Numbers, **kwargs: Any) -> RunResult:
     """Run :func:`submit` from synchronous code (it starts and closes its own event loop)."""
-    return asyncio.run(submit(numbers, **kwargs))
+    return interrupts.run(submit(numbers, **kwargs))
 
 
 __all__ = ["Client", "RunResult", "submit", "submit_sync"]
