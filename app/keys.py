@@ -30,7 +30,7 @@ Sentinel-managed primary), not a Cluster.
 
 from dataclasses import dataclass
 
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 DEFAULT_PREFIX = "chunksum"
 SUM_CHUNK_JOB = "sum_chunk"
@@ -129,3 +129,11 @@ def arq_job_key(job_id: str) -> str:
 def arq_in_progress_key(job_id: str) -> str:
     """Return the key by which arq marks a job as running (arq's own naming)."""
     return in_progress_key_prefix + job_id
+
+
+def arq_retry_key(job_id: str) -> str:
+    """Return the key where arq counts a job's tries (arq's own naming)."""
+    return retry_key_prefix + job_id
+
+
+ARQ_ABORT_SET = abort_jobs_ss  # arq's sorted set of jobs asked to abort (one per Redis)

@@ -18,7 +18,17 @@ from redis.asyncio import Redis
 
 from app import codec
 from app.errors import ChunkingError
-from app.keys import SUM_CHUNK_JOB, Keys, arq_job_key, chunk_of, job_id, job_pattern
+from app.keys import (
+    ARQ_ABORT_SET,
+    SUM_CHUNK_JOB,
+    Keys,
+    arq_in_progress_key,
+    arq_job_key,
+    arq_retry_key,
+    chunk_of,
+    job_id,
+    job_pattern,
+)
 from app.settings import Settings
 
 DEFAULT_JOB_TTL_S = 86_400.0  # a job record's life when results are kept for ever
@@ -31,6 +41,16 @@ class ChunkJob:
 
     name: str = SUM_CHUNK_JOB
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinish:
+    """What finishes a chunk's arq job as arq's worker does once the job returns: delete its
+    record, in-progress mark and try count, and take it off the queue and the abort set.
+    ``record.lua`` does so as it records the chunk's partial (see RunStore.record)."""
+
+    job_id: str
+    keys: tuple[str, str, str, str, str]  # record, in progress, tries, queue, abort set
 
 
 class ChunkQueue:
@@ -82,6 +102,17 @@ class ChunkQueue:
         pipe.psetex(arq_job_key(chunk_job), self._job_ttl_ms, data)
         pipe.zadd(self.keys.queue, {chunk_job: now_ms})
         return len(data)
+
+    def job_finish(self, chunk_job: str) -> JobFinish:
+        """Return what finishes the arq job ``chunk_job`` (see :class:`JobFinish`)."""
+        keys = (
+            arq_job_key(chunk_job),
+            arq_in_progress_key(chunk_job),
+            arq_retry_key(chunk_job),
+            self.keys.queue,
+            ARQ_ABORT_SET,
+        )
+        return JobFinish(chunk_job, keys)
 
     def add_wake(self, pipe: Any, run_id: str, indexes: list[int]) -> None:
         """Add to ``pipe`` the wake-up that names chunk jobs just enqueued (see app.worker)."""

@@ -28,6 +28,7 @@ from app.errors import RunNotFoundError
 from app.exact import ExactSum, Total, json_total, parse_total, total_text
 from app.faults import bounded
 from app.keys import Keys
+from app.queue import JobFinish
 from app.replication import Replicas
 from app.settings import Settings
 
@@ -181,17 +182,30 @@ class RunStore:
         pipe.eval(scripts.source("seal"), len(keys), *keys, chunks, count_arg)
 
     async def record(
-        self, run_id: str, index: int, partial: ExactSum, *, count: int, seconds: float = 0.0
+        self,
+        run_id: str,
+        index: int,
+        partial: ExactSum,
+        *,
+        count: int,
+        seconds: float = 0.0,
+        finish: JobFinish | None = None,
     ) -> Recorded:
         """Record chunk ``index``'s partial once; say what that did (see :class:`Recorded`).
 
         Args:
             count: how many numbers the chunk held (a file's ranges are counted by workers).
             seconds: how long the chunk took, for the run's chunk timings.
+            finish: the chunk's arq job, to finish in the same script, unless the reply is
+                LAST or ABANDONED (the job then stays until its worker has acted on that).
         """
         entry = codec.dumps([index, partial.to_wire(), count])
+        keys: list[str] = [*self.keys.run_keys(run_id)]
         args: list[str | int | bytes] = [self._ttl, index, entry, _now(), f"{seconds:.6f}"]
-        return Recorded(await self._record(keys=self.keys.run_keys(run_id), args=args))
+        if finish is not None:
+            keys += finish.keys
+            args.append(finish.job_id)
+        return Recorded(await self._record(keys=keys, args=args))
 
     async def note_retry(self, run_id: str) -> None:
         """Count a chunk run that failed and will be tried again, if the run is active."""

@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 RUNS = "runs"  # ctx: the RunStore
 QUEUE = "queue"  # ctx: the ChunkQueue
 RUN_ENDS = "run_ends"  # ctx: a RunEnds, under `chunksum worker` only
+# ctx, under `chunksum worker` only: the ids of jobs their own record script finished, which
+# the worker then doesn't finish again (app.worker.chunksum_worker)
+FINISHED_JOBS = "finished_jobs"
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
 RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
 FINALISE_GRACE_S = 2.0  # how long the submitter has to write a complete run's total
@@ -72,9 +75,15 @@ async def record(
     """
     runs: RunStore = ctx[RUNS]
     tries = ctx.get("job_try", 1)
+    finished: set[str] | None = ctx.get(FINISHED_JOBS)
+    finish = None if finished is None else cast(ChunkQueue, ctx[QUEUE]).job_finish(ctx["job_id"])
     try:
         took_s = time.perf_counter() - started
-        recorded = await runs.record(run_id, index, partial, count=count, seconds=took_s)
+        recorded = await runs.record(
+            run_id, index, partial, count=count, seconds=took_s, finish=finish
+        )
+        if finished is not None and recorded in (Recorded.NOTHING, Recorded.RECORDED):
+            finished.add(ctx["job_id"])  # record.lua finished the job: see its reply
         _account(ctx, run_id, index, count, took_s, recorded)
         if recorded is Recorded.LAST:
             await _finalise_unless_ended(ctx, runs, run_id)

@@ -13,7 +13,8 @@ from arq.connections import ArqRedis
 from app import codec
 from app.errors import RunNotFoundError
 from app.exact import ExactSum
-from app.keys import Keys
+from app.keys import Keys, job_id
+from app.queue import ChunkQueue, JobFinish
 from app.runs import EndResult, Recorded, RunStore, Status
 from tests.harness import create_run
 
@@ -133,6 +134,41 @@ async def test_record_counts_a_chunk_once(store: RunStore, redis: ArqRedis) -> N
     assert await settle(redis.hlen(KEYS.partials(RUN))) == 1
     run = await store.read(RUN)
     assert (run.status, run.done_chunks) == ("running", 1)
+
+
+async def test_record_finishes_the_chunks_job_unless_the_run_needs_more(
+    store: RunStore, redis: ArqRedis
+) -> None:
+    """Given its arq job, record finishes it as arq's worker would (record, in-progress
+    mark, try count, queue and abort entries gone), except for the partial that leaves the
+    run to finalise: that job stays until its worker has done so (if it dies, another runs
+    the job again and finalises)."""
+    await create_run(store, RUN, chunks=2)
+    queue = ChunkQueue(redis, KEYS, job_ttl_s=60, max_chunk_bytes=1 << 20)
+    finishes = [queue.job_finish(job_id(RUN, index)) for index in range(2)]
+    for finish in finishes:
+        record_key, in_progress, tries, queue_key, abort = finish.keys
+        await redis.set(record_key, b"job")
+        await redis.set(in_progress, b"1")
+        await redis.set(tries, b"1")
+        await redis.zadd(queue_key, {finish.job_id: 1})
+        await redis.zadd(abort, {finish.job_id: 1})
+
+    async def left(finish: JobFinish) -> tuple[int, bool, bool]:
+        """Return how many of the job's keys exist, and whether it is queued, and in the
+        abort set."""
+        record_key, in_progress, tries, queue_key, abort = finish.keys
+        queued = await redis.zscore(queue_key, finish.job_id) is not None
+        aborting = await redis.zscore(abort, finish.job_id) is not None
+        return await redis.exists(record_key, in_progress, tries), queued, aborting
+
+    first, last = finishes
+    assert await store.record(RUN, 0, ExactSum(), count=1, finish=first) is Recorded.RECORDED
+    assert await left(first) == (0, False, False)
+    assert await store.record(RUN, 1, ExactSum(), count=1, finish=last) is Recorded.LAST
+    assert await left(last) == (3, True, True)
+    assert await store.record(RUN, 1, ExactSum(), count=1, finish=last) is Recorded.LAST
+    assert await left(last) == (3, True, True)  # a repeat that finalises keeps it too
 
 
 async def test_record_moves_queued_to_running(store: RunStore, redis: ArqRedis) -> None:

@@ -243,6 +243,35 @@ async def test_second_job_for_a_chunk_counts_once(
     await assert_recorded_once(redis, keys, runs, run_id, total=45)
 
 
+async def test_a_chunks_record_script_finishes_its_job(
+    settings: Settings,
+    redis: ArqRedis,
+    keys: Keys,
+    runs: RunStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The script that records a chunk's partial finishes its arq job: nothing of the job
+    is left in Redis, and the worker skips arq's own finish (a round trip) for it."""
+    run_id = uuid.uuid4().hex
+    await create_run(runs, run_id, chunks=2)
+    arq_finishes: list[str] = []
+    arq_finish = Worker.finish_job
+
+    async def spy(self: Worker, job_id: str, *args: Any) -> None:
+        arq_finishes.append(job_id)
+        await arq_finish(self, job_id, *args)
+
+    monkeypatch.setattr(Worker, "finish_job", spy)
+    chunk = job_id(run_id, 0)
+    await enqueue_raw(redis, keys, chunk, chunk_job(run_id, 0, codec.encode_chunk([1, 2], 1)))
+    worker = await run_burst(settings)
+    assert (worker.jobs_complete, arq_finishes) == (1, [])
+    await assert_recorded_once(redis, keys, runs, run_id, total=3)
+    assert await redis.exists(arq_job_key(chunk), arq_in_progress_key(chunk)) == 0
+    assert await redis.exists(retry_key_prefix + chunk) == 0
+    assert await redis.zscore(keys.queue, chunk) is None
+
+
 async def test_same_job_redelivered_counts_once(
     settings: Settings, redis: ArqRedis, keys: Keys, runs: RunStore
 ) -> None:

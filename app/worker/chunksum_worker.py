@@ -18,7 +18,7 @@ from app.runs import RunStore
 from app.settings import Settings
 from app.worker.claims import BatchClaimWorker
 from app.worker.run_ends import RunEnds
-from jobs.chunks import RUN_ENDS
+from jobs.chunks import FINISHED_JOBS, RUN_ENDS
 
 logger = logging.getLogger(__name__)
 WORKER = "chunksum_worker"  # in its ctx, the worker itself, for its hooks (app.worker.hooks)
@@ -33,6 +33,8 @@ class ChunksumWorker(BatchClaimWorker):
         self.run_ends = RunEnds(stop_chunks=self.abort_run)
         self.ctx[WORKER] = self
         self.ctx[RUN_ENDS] = self.run_ends  # what its jobs use of it
+        self.finished_jobs: set[str] = set()  # by their record script: see finish_job
+        self.ctx[FINISHED_JOBS] = self.finished_jobs
         self._backoff = Backoff("worker loop")
 
     async def _poll_iteration(self) -> None:
@@ -97,7 +99,8 @@ class ChunksumWorker(BatchClaimWorker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """Finish a job as arq does, except that a retry re-queues the job only if it is
+        """Finish a job as arq does, except that a job its record script finished already
+        (jobs.chunks.record) is left as it is, and a retry re-queues the job only if it is
         still queued.
 
         arq re-queues a retried job with ZINCRBY, which adds the job back if it is gone. A
@@ -106,6 +109,10 @@ class ChunksumWorker(BatchClaimWorker):
         it, job record and all: the entry added back has no job behind it, and comes back
         as "job expired", which would fail the run (finish_failed_job).
         """
+        if job_id in self.finished_jobs:
+            self.finished_jobs.remove(job_id)
+            if finish and result_data is None:  # nothing left to do: one round trip fewer
+                return
         if finish or not incr_score or keep_in_progress is not None:
             await super().finish_job(
                 job_id,
