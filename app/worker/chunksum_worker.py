@@ -27,9 +27,9 @@ WORKER = "chunksum_worker"  # in its ctx, the worker itself, for its hooks (app.
 class ChunksumWorker(BatchClaimWorker):
     """The worker ``chunksum worker`` runs, with :func:`app.worker.worker_settings`."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings: Settings = kwargs["ctx"]["settings"]
-        super().__init__(lease_s=settings.lease_s, **kwargs)
+        super().__init__(*args, lease_s=settings.lease_s, **kwargs)
         self.run_ends = RunEnds(stop_chunks=self.abort_run)
         self.ctx[WORKER] = self
         self.ctx[RUN_ENDS] = self.run_ends  # what its jobs use of it

@@ -34,8 +34,8 @@ class BatchClaimWorker(Worker):
             timeout + 10 s, so a worker killed before the job renews it loses the job as soon.
     """
 
-    def __init__(self, *, lease_s: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *args: Any, lease_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._lease_ms = int(lease_s * 1000)
         # No pause between queue reads: an idle read waits for a wake-up (app.worker.wakeup),
         # and a full worker waits for a free slot. arq's pause would delay each pick-up.
