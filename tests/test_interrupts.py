@@ -3,12 +3,24 @@
 import asyncio
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from app import interrupts
 from app.redis_server import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def default_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler, as a program starts with (an event loop pytest-asyncio
+    runs may have left its own in place), restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_mid_step_is_not_lost_in_redis_pys_connection_check(
@@ -57,14 +69,11 @@ def test_a_second_ctrl_c_interrupts_the_cleanup() -> None:
 
 def test_a_program_with_its_own_sigint_handler_keeps_it() -> None:
     """Where the program handles SIGINT itself, run() leaves Ctrl-C to it, as asyncio.run."""
-    own = signal.signal(signal.SIGINT, lambda signum, frame: None)
-    try:
-        handler = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    handler = signal.getsignal(signal.SIGINT)
 
-        async def main() -> object:
-            return signal.getsignal(signal.SIGINT)
+    async def main() -> object:
+        return signal.getsignal(signal.SIGINT)
 
-        assert interrupts.run(main()) is handler
-        assert signal.getsignal(signal.SIGINT) is handler
-    finally:
-        signal.signal(signal.SIGINT, own)
+    assert interrupts.run(main()) is handler
+    assert signal.getsignal(signal.SIGINT) is handler
