@@ -1,24 +1,26 @@
-"""Claims of queued jobs a batch per round trip, instead of four round trips each.
+"""Claims of queued jobs a batch per round trip, instead of five round trips each.
 
 arq's worker claims the jobs its queue read found one at a time: WATCH the job's
 in-progress key, EXISTS, ZSCORE, then MULTI/PSETEX/EXEC, four round trips in sequence
-before the next job is even looked at. With a thousand small chunks, those round trips are
-most of a run. :class:`BatchClaimWorker` claims up to ``CLAIM_BATCH`` jobs with one Lua
-script (``app/lua/claim.lua``) that makes the same checks and sets the same in-progress
-keys, atomically, so it shares a queue with plain arq workers (``arq app.worker.WorkerSettings``)
-without either claiming a job the other holds.
+before the next job is even looked at, and a fifth to read the job. With a thousand small
+chunks, those round trips are most of a run. :class:`BatchClaimWorker` claims up to
+``CLAIM_BATCH`` jobs with one Lua script (``app/lua/claim.lua``) that makes the same checks
+and sets the same in-progress keys, atomically, so it shares a queue with plain arq workers
+(``arq app.worker.WorkerSettings``) without either claiming a job the other holds; the
+script reads the jobs it claimed too, and each runs from that read (app.worker.loaded_jobs).
 """
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from arq.utils import timestamp_ms
-from arq.worker import Worker
 from redis.commands.core import AsyncScript
 
 from app import scripts
-from app.keys import arq_in_progress_key
+from app.keys import ARQ_ABORT_SET, arq_in_progress_key, arq_job_key, arq_retry_key
+from app.worker.loaded_jobs import Loaded, LoadedJobs
 
 # Jobs claimed per round trip: enough to fill a worker quickly, few enough that one worker
 # woken first doesn't take every chunk of a short run while the others watch.
@@ -26,7 +28,7 @@ CLAIM_BATCH = 8
 FULL_WAIT_S = 1.0  # longest a full worker waits for a free slot before arq's housekeeping
 
 
-class BatchClaimWorker(Worker):
+class BatchClaimWorker(LoadedJobs):
     """An arq ``Worker`` whose claims take one round trip per ``CLAIM_BATCH`` jobs.
 
     Args:
@@ -65,12 +67,13 @@ class BatchClaimWorker(Worker):
                 return
             batch, to_try = to_try[:slots], to_try[slots:]
             claimed = await self._claim(
-                keys=[self.queue_name, *map(arq_in_progress_key, batch)],
-                args=[timestamp_ms(), self._lease_ms, *batch],
+                keys=[self.queue_name, ARQ_ABORT_SET, *_job_keys(batch)],
+                args=[timestamp_ms(), self._lease_ms, int(self.allow_abort_jobs), *batch],
             )
-            for _ in range(slots - len(claimed) // 2):  # running, done or deferred
+            for _ in range(slots - len(claimed) // 5):  # running, done or deferred
                 self._release_sem_dec_counter_on_complete()
-            for job_id, score in zip(claimed[::2], claimed[1::2], strict=True):
+            for job_id, score, record, job_try, aborted in _fives(claimed):
+                self.preload(job_id.decode(), Loaded(record, int(job_try), bool(aborted)))
                 self._start(job_id.decode(), int(float(score)))
 
     async def _reserve(self, wanted: int) -> int:
@@ -91,3 +94,18 @@ class BatchClaimWorker(Worker):
         task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
         self.tasks[job_id] = task
+
+
+def _job_keys(job_ids: list[str]) -> list[str]:
+    """Return the claim script's keys for each job: in-progress mark, record, try count."""
+    return [
+        key
+        for job_id in job_ids
+        for key in (arq_in_progress_key(job_id), arq_job_key(job_id), arq_retry_key(job_id))
+    ]
+
+
+def _fives(reply: list[Any]) -> Iterator[tuple[Any, Any, Any, Any, Any]]:
+    """Return the claim script's reply a claimed job at a time."""
+    items = iter(reply)
+    return zip(items, items, items, items, items, strict=True)
