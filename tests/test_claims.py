@@ -11,12 +11,13 @@ from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.bench.slow_chunks import submit_slow
-from app.keys import Keys, arq_in_progress_key, job_id
+from app.keys import Keys, arq_in_progress_key, arq_job_key, arq_retry_key, job_id
 from app.settings import Settings
 from app.submit import Client
 from app.worker import worker_settings
 from app.worker.chunksum_worker import ChunksumWorker
-from app.worker.claims import CLAIM_BATCH
+from app.worker.claims import CLAIM_BATCH, CLAIM_READ_BYTES
+from app.worker.loaded_jobs import Loaded
 from tests.harness import eventually, run_ids, running_worker
 
 
@@ -60,6 +61,27 @@ async def test_claims_due_jobs_that_no_one_holds(
     assert 60_000 - 1000 < await redis.pttl(arq_in_progress_key("running")) <= 60_000
     assert not await redis.exists(arq_in_progress_key("later"))
     assert not await redis.exists(arq_in_progress_key("gone"))
+
+
+async def test_a_claim_reads_small_jobs_and_leaves_big_ones_to_their_job(
+    claimer: ChunksumWorker, redis: ArqRedis, settings: Settings
+) -> None:
+    """The claim reads a small job's record and raises its try count, as arq's own read
+    would; a record over CLAIM_READ_BYTES is left for its job to read (its try count as it
+    was, nothing handed over), and so is a record gone (read as missing, try counted)."""
+    queue = Keys(settings.key_prefix).queue
+    await redis.zadd(queue, {"small": now_ms(), "big": now_ms(), "gone": now_ms()})
+    await redis.set(arq_job_key("small"), b"record")
+    await redis.set(arq_job_key("big"), b"x" * (CLAIM_READ_BYTES + 1))
+    await redis.set(arq_retry_key("small"), b"2")
+    await claimer.start_jobs([b"small", b"big", b"gone"])
+    assert set(claimer.tasks) == {"small", "big", "gone"}
+    assert claimer._loaded == {
+        "small": Loaded(b"record", 3, aborted=False),
+        "gone": Loaded(None, 1, aborted=False),
+    }
+    assert await redis.get(arq_retry_key("small")) == b"3"
+    assert await redis.exists(arq_retry_key("big")) == 0
 
 
 async def test_claims_no_more_than_free_slots(

@@ -25,6 +25,9 @@ from app.worker.loaded_jobs import Loaded, LoadedJobs
 # Jobs claimed per round trip: enough to fill a worker quickly, few enough that one worker
 # woken first doesn't take every chunk of a short run while the others watch.
 CLAIM_BATCH = 8
+# The biggest job record a claim reads for its job: a chunk of a few thousand numbers, whose
+# own round trip would be a good part of its time; a bigger one is read by its job.
+CLAIM_READ_BYTES = 64 * 1024
 FULL_WAIT_S = 1.0  # longest a full worker waits for a free slot before arq's housekeeping
 
 
@@ -68,12 +71,19 @@ class BatchClaimWorker(LoadedJobs):
             batch, to_try = to_try[:slots], to_try[slots:]
             claimed = await self._claim(
                 keys=[self.queue_name, ARQ_ABORT_SET, *_job_keys(batch)],
-                args=[timestamp_ms(), self._lease_ms, int(self.allow_abort_jobs), *batch],
+                args=[
+                    timestamp_ms(),
+                    self._lease_ms,
+                    int(self.allow_abort_jobs),
+                    CLAIM_READ_BYTES,
+                    *batch,
+                ],
             )
             for _ in range(slots - len(claimed) // 5):  # running, done or deferred
                 self._release_sem_dec_counter_on_complete()
             for job_id, score, record, job_try, aborted in _fives(claimed):
-                self.preload(job_id.decode(), Loaded(record, int(job_try), bool(aborted)))
+                if job_try:  # read by the claim (else its job reads it: see claim.lua)
+                    self.preload(job_id.decode(), Loaded(record, job_try, bool(aborted)))
                 self._start(job_id.decode(), int(float(score)))
 
     async def _reserve(self, wanted: int) -> int:
