@@ -456,7 +456,7 @@ async def test_oversized_chunk_is_refused(
 
 MINIMUM_ACL = (
     "on >s3cret resetkeys ~chunksum-acl:* ~arq:* resetchannels &chunksum-acl:* -@all "
-    "+@connection +info +dbsize +get +set +psetex +setex +exists +del +expire +pexpire "
+    "+@connection +info +dbsize +get +strlen +set +psetex +setex +exists +del +expire +pexpire "
     "+incr +incrby +hset +hsetnx +hget +hgetall +hmget +hvals +hincrby +rpush +lpop +blpop "
     "+zadd +zrem +zscore +zrangebyscore +zremrangebyscore +zrevrange +zincrby +zscan +zcard "
     "+watch +unwatch +multi "
