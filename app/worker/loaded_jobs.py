@@ -52,7 +52,8 @@ class _Run:
     kwargs: dict[str, Any] = field(default_factory=dict)
     enqueue_time_ms: int = 0
 
-    def since_ms(self, then_ms: int) -> float:
+    def seconds_since(self, then_ms: int) -> float:
+        """Return the seconds from ``then_ms`` (a timestamp in ms) to now, for arq's lines."""
         return (timestamp_ms() - then_ms) / 1000
 
 
@@ -103,7 +104,7 @@ class LoadedJobs(Worker):
             return None
         run.function_name, run.args, run.kwargs, enqueue_job_try, run.enqueue_time_ms = decoded
         if loaded.aborted:
-            t = run.since_ms(run.enqueue_time_ms)
+            t = run.seconds_since(run.enqueue_time_ms)
             logger.info("%6.2fs ⊘ %s:%s aborted before start", t, run.job_id, run.function_name)
             await self._failed(run, asyncio.CancelledError())
             return None
@@ -119,7 +120,7 @@ class LoadedJobs(Worker):
         max_tries = self.max_tries if function.max_tries is None else function.max_tries
         if run.job_try > max_tries:
             ref = _ref(run, function)
-            t = run.since_ms(run.enqueue_time_ms)
+            t = run.seconds_since(run.enqueue_time_ms)
             logger.warning("%6.2fs ! %s max retries %d exceeded", t, ref, max_tries)
             failure = JobExecutionFailed(f"max {max_tries} retries exceeded")
             await self._failed(run, failure, ref=ref)
