@@ -56,7 +56,7 @@ from app.bench.phases import (
 from app.bench.report import Report, render
 from app.bench.slow_chunks import submit_slow
 from app.bench.stream import write_numbers
-from app.bench.workloads import W1_RUNS, Timing, build
+from app.bench.workloads import W1_RUNS, W1I_IDLE_MAX_S, W1I_RUNS, Timing, build, measure
 from app.cli import main
 from app.errors import SettingsError
 from app.keys import Keys
@@ -98,6 +98,32 @@ async def test_chunksum_sums_every_sized_workload_exactly(client: Client, worker
         assert timing.correct, name
         assert len(timing.times_s) == (W1_RUNS if name == "W1" else 1)
         assert ("float_sum_ns" in timing.extra) == (name == "W4")
+
+
+async def test_w1i_is_w1_after_the_same_random_idle_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """W1i is W1's submit, each run after the workers idled a random 0-0.5 s: a seeded
+    sequence, the same for every contender, outside the timing."""
+    w1, w1i = build("W1", 1), build("W1i", 1)
+    assert (w1i.numbers, w1i.chunks, w1i.expected) == (w1.numbers, w1.chunks, w1.expected)
+    assert (w1i.idle_max_s, w1i.runs_per_repeat, w1.idle_max_s) == (W1I_IDLE_MAX_S, W1I_RUNS, 0)
+    idled: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        idled.append(seconds)
+
+    async def run() -> int:
+        return 1
+
+    monkeypatch.setattr("app.bench.workloads.asyncio.sleep", sleep)
+    for _ in range(2):  # two contenders
+        timing = await measure(run, lambda total: total == 1, repeat=5, idle_max_s=0.5)
+        assert timing.correct
+        assert len(timing.times_s) == 5
+    assert idled[:5] == idled[5:]
+    assert all(0 <= seconds <= 0.5 for seconds in idled)
+    assert len(set(idled)) == 5
 
 
 def test_the_exact_float_sum_is_timed_compiled_and_with_numpy() -> None:

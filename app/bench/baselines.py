@@ -12,7 +12,6 @@ import contextlib
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ LOG_TAIL_BYTES = 2000
 NAIVE_COMMAND = [sys.executable, "-m", "arq", "app.bench.naive_worker.WorkerSettings"]
 TUNED_COMMAND = [sys.executable, "-m", "arq", "app.bench.tuned_worker.WorkerSettings"]
 ARQ_POLL_S = 0.5  # arq's default result poll
+IDLE_PINGS = 12  # W1i's: each after a random idle time
 ROUND_TRIP_PINGS = 200
 
 
@@ -163,6 +163,7 @@ async def measure_arq(pool: ArqRedis, sums: ArqSum, workload: Workload, repeat: 
         lambda: sums(pool, workload.numbers, workload.chunks, job_ids),
         lambda total: same(total, workload.expected),
         repeat=repeat,
+        idle_max_s=workload.idle_max_s,
         after=forget,
     )
 
@@ -218,16 +219,16 @@ async def measure_floor(settings: Settings, workload: Workload, repeat: int) -> 
         )
 
 
-async def measure_round_trip(redis: Any, pings: int = ROUND_TRIP_PINGS) -> Timing:
-    """Time ``pings`` PINGs one after another on ``redis`` (chunksum's own kind of client):
-    the Redis round trip, which W1's time is also counted in."""
+async def measure_round_trip(redis: Any, workload: Workload) -> Timing:
+    """Time PINGs on ``redis`` (chunksum's own kind of client) as ``workload``'s runs come:
+    one after another (W1), or each after the same idle times as W1i's runs (a round trip
+    from an idle process, which waits for the machine to wake it, is the longer one)."""
 
-    times, answered = [], True
-    for _ in range(pings):
-        started = time.perf_counter()
-        answered = bool(await redis.ping()) and answered
-        times.append(time.perf_counter() - started)
-    return Timing(tuple(times), answered)
+    async def ping() -> bool:
+        return bool(await redis.ping())
+
+    pings = IDLE_PINGS if workload.idle_max_s else ROUND_TRIP_PINGS
+    return await measure(ping, bool, repeat=pings, idle_max_s=workload.idle_max_s)
 
 
 def _sync_client(settings: Settings) -> Redis:

@@ -64,8 +64,8 @@ from app.settings import Settings
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
 
-SIZED = ("W1", "W2", "W3", "W4", "W6")
-NAIVE = ("W1", "W2", "W3", "W4")
+SIZED = ("W1", "W1i", "W2", "W3", "W4", "W6")
+NAIVE = ("W1", "W1i", "W2", "W3", "W4")
 FLOOR = ("W3", "W4")
 WARM_UP = range(1, 10_001)
 WARM_UP_TIMEOUT_S = 60.0  # includes the worker processes' start
@@ -179,8 +179,8 @@ async def _baselines(
                 results.setdefault(name, {})["local"] = await measure_local(workload, repeat)
             if name in FLOOR:
                 results[name]["floor"] = await measure_floor(settings, workload, repeat)
-            if name == "W1":
-                results[name]["round_trip"] = await measure_round_trip(redis)
+            if name in ("W1", "W1i"):
+                results[name]["round_trip"] = await measure_round_trip(redis, workload)
         for name, file in files.items():
             results[name] = await measure_peers(file, repeat, progress)
         return await _machine(redis)
@@ -257,8 +257,15 @@ async def measure_chunksum(client: Client, workload: Workload, repeat: int) -> T
         return result.total
 
     repeat *= workload.runs_per_repeat
-    timing = await measure(run, lambda total: same(total, workload.expected), repeat=repeat)
+    timing = await measure(
+        run,
+        lambda total: same(total, workload.expected),
+        repeat=repeat,
+        idle_max_s=workload.idle_max_s,
+    )
     extra: dict[str, float] = {"numbers": workload.count, "chunks": workload.chunks}
+    if workload.idle_max_s:
+        extra["idle_max_s"] = workload.idle_max_s
     if workload.name == "W4":  # measured on W4's own chunks, as the workers sum them
         extra |= float_sum_ns(workload)
     if io_s:

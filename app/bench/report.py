@@ -158,11 +158,19 @@ def _notes(name: str, row: dict[str, Timing], results: Results) -> str:
         return _idle_notes(row)
     if "file_mb" in extra:
         return _file_notes(name, row, results)
+    return _rate_notes(name, row, results)
+
+
+def _rate_notes(name: str, row: dict[str, Timing], results: Results) -> str:
+    """Return a sized workload's rates, and what else its row measured."""
+    extra, median_s = row["chunksum"].extra, row["chunksum"].median_s
     numbers, chunks = rate(extra["numbers"] / median_s), rate(extra["chunks"] / median_s)
     rates = f"{numbers} numbers/s, {chunks} chunks/s"
     if (trip := row.get("round_trip")) is not None:
         trip_s = trip.median_s
         rates += f"; {median_s / trip_s:.0f} Redis round trips of {duration(trip_s)}"
+    if idle_max_s := extra.get("idle_max_s"):
+        rates += f"; each after the workers idled a random 0-{duration(idle_max_s)}"
     if name == "W4":
         if "chunksum" in results.get("W3", {}):
             rates += f"; {median_s / results['W3']['chunksum'].median_s:.2f}x W3's time"

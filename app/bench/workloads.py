@@ -10,6 +10,7 @@ once per run, their references computed from the numbers written, not read back
 import asyncio
 import itertools
 import math
+import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -22,13 +23,15 @@ import numpy.typing as npt
 
 from app.errors import ChunksumError
 
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W8f", "W9")
+WORKLOADS = ("W1", "W1i", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W8f", "W9")
 SEED = 20_240_603
 W3_SPAN = 2**40  # W3 values need int64 (not int32) yet sum far below 2**63
 W4_EXPONENTS = 100  # W4 floats are normal(0, 1) * 2**e, e uniform in -100..100
 W6_IO_S = 0.05
 # W7's waits shrink only below this scale, so that quick runs still measure idle workers
 W1_RUNS = 20  # W1 submits per --repeat (see Workload.runs_per_repeat)
+W1I_RUNS = 4  # W1i's, each after its idle time
+W1I_IDLE_MAX_S = 0.5  # W1i: the workers idle a random 0 to this many seconds before each run
 W7_FULL_SCALE = 0.1
 W7_IDLE_WINDOW_S = 3.0
 W7_GAP_S = 1.0
@@ -51,6 +54,9 @@ class Workload:
     # chunksum runs per --repeat: a run of a few milliseconds varies with whatever else the
     # machine is doing, so W1's median needs more of them than one per repeat
     runs_per_repeat: int = 1
+    # before each run, the workers idle a random 0 to idle_max_s seconds (outside the timing;
+    # the same sequence for every contender): a submit as users make them, now and then
+    idle_max_s: float = 0.0
 
     @property
     def count(self) -> int:
@@ -98,6 +104,9 @@ def build(name: str, scale: float) -> Workload:
         case "W1":
             numbers: Values = range(1, scaled(10_000, scale) + 1)
             return replace(_sized("W1", numbers, 4, sum(numbers)), runs_per_repeat=W1_RUNS)
+        case "W1i":
+            after_idle = replace(build("W1", scale), name="W1i", runs_per_repeat=W1I_RUNS)
+            return replace(after_idle, idle_max_s=W1I_IDLE_MAX_S)
         case "W2":
             numbers = range(1, scaled(1_000_000, scale) + 1)
             return _sized("W2", numbers, 1_000, sum(numbers))
@@ -110,7 +119,9 @@ def build(name: str, scale: float) -> Workload:
         case "W6":
             numbers = range(1, scaled(200, scale) + 1)  # one number per chunk
             return _sized("W6", numbers, len(numbers), sum(numbers))
-    raise ChunksumError(f"no sized workload {name!r}; the sized ones are W1, W2, W3, W4 and W6")
+    raise ChunksumError(
+        f"no sized workload {name!r}; the sized ones are W1, W1i, W2, W3, W4 and W6"
+    )
 
 
 def random_ints(count: int) -> npt.NDArray[np.int64]:
@@ -166,19 +177,23 @@ async def measure(
     repeat: int,
     timeout_s: float = RUN_TIMEOUT_S,
     pause_s: float = 0.0,
+    idle_max_s: float = 0.0,
     after: Callable[[], Awaitable[None]] | None = None,
 ) -> Timing:
     """Time ``repeat`` runs, checking each result; raise ChunksumError if one takes too long.
 
     Args:
         pause_s: idle time before each run, outside the timing (latency after idleness).
+        idle_max_s: and a random 0 to this many seconds more (seeded: the same for everyone).
         after: called after each run, outside the timing (clean-up).
     """
     times: list[float] = []
     correct = True
+    idle = random.Random(SEED)
     for _ in range(repeat):
-        if pause_s:
-            await asyncio.sleep(pause_s)  # the idleness being measured, not a synchronisation
+        if pause_s or idle_max_s:
+            # the idleness being measured, not a synchronisation
+            await asyncio.sleep(pause_s + idle.uniform(0, idle_max_s))
         started = time.perf_counter()
         result = await bounded(run(), timeout_s)
         times.append(time.perf_counter() - started)
