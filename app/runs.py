@@ -30,6 +30,7 @@ from app.faults import bounded
 from app.keys import Keys
 from app.queue import JobFinish
 from app.replication import Replicas
+from app.script_batches import ScriptBatch
 from app.settings import Settings
 
 
@@ -143,7 +144,7 @@ class RunStore:
         self.ttl_s = ttl_s
         self.replicas = replicas or Replicas(0)
         self._ttl = "" if ttl_s is None else str(math.ceil(ttl_s))
-        self._record = redis.register_script(scripts.source("record"))
+        self._record = ScriptBatch(redis, scripts.source("record"))  # a worker's jobs' together
         self._retried = redis.register_script(scripts.source("retried"))
 
     @classmethod
