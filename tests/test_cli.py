@@ -430,11 +430,18 @@ async def test_ctrl_c_on_submit_cancels_the_run(settings: Settings, client: Clie
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
     )
-    await eventually(
-        lambda: queue_holds(client.redis, client.keys, 4), timeout_s=20, what="its 4 jobs queued"
-    )
-    process.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(process.communicate(), 30)
+    try:
+        await eventually(
+            lambda: queue_holds(client.redis, client.keys, 4),
+            timeout_s=20,
+            what="its 4 jobs queued",
+        )
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:  # a failure here must not leave the process, and its pipes, to later tests
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
     assert process.returncode == 130, err.decode()
     assert "interrupted; the run was cancelled" in err.decode()
     (run_id,) = await run_ids(client.redis, client.keys)
