@@ -66,16 +66,24 @@ async def test_worker_refuses_to_start_under_allkeys(settings: Settings) -> None
     assert "Traceback" not in stderr.decode()
 
 
-async def test_volatile_policy_is_warned_once(
-    settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Under a volatile-* policy a submitter warns (chunksum's keys carry TTLs), once."""
-    with RedisServer(extra_args=policy("volatile-lru")) as server:
+async def said_by_two_clients(
+    settings: Settings, caplog: pytest.LogCaptureFixture, server_args: tuple[str, ...], text: str
+) -> list[logging.LogRecord]:
+    """Open a client twice on a Redis started with ``server_args``; return the log records
+    that mention ``text``."""
+    with RedisServer(extra_args=server_args) as server:
         own = replace(settings, redis_url=server.url)
         for _ in range(2):
             async with Client(own):
                 pass
-    warnings = [r for r in caplog.records if "volatile-lru" in r.getMessage()]
+    return [r for r in caplog.records if text in r.getMessage()]
+
+
+async def test_volatile_policy_is_warned_once(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under a volatile-* policy a submitter warns (chunksum's keys carry TTLs), once."""
+    warnings = await said_by_two_clients(settings, caplog, policy("volatile-lru"), "volatile-lru")
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
     assert "chunksum's keys carry TTLs" in warnings[0].getMessage()
@@ -86,12 +94,7 @@ async def test_unreadable_policy_is_said_once_and_skipped(
 ) -> None:
     """A user the ACL denies CONFIG GET is told once that the check is skipped, and runs."""
     acl = ("--user", "default", "on", "nopass", "~*", "&*", "+@all", "-config")
-    with RedisServer(extra_args=acl) as server:
-        own = replace(settings, redis_url=server.url)
-        for _ in range(2):
-            async with Client(own):
-                pass
-    said = [r for r in caplog.records if "eviction check is skipped" in r.getMessage()]
+    said = await said_by_two_clients(settings, caplog, acl, "eviction check is skipped")
     assert len(said) == 1
     assert "+config|get" in said[0].getMessage()
 

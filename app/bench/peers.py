@@ -87,18 +87,21 @@ def python_float_sum(path: Path) -> float:
         return math.fsum(map(float, lines))
 
 
-def polars_csv_sum(path: Path) -> object:
-    """Sum column COLUMN of a CSV file with polars' lazy reader (it reads that column only)."""
+def polars_column_sum(path: Path) -> object:
+    """Sum column COLUMN of a CSV or Parquet file (by its suffix) with polars' lazy reader,
+    which reads that column only."""
     import polars as pl
 
-    return pl.scan_csv(path).select(pl.col(COLUMN).sum()).collect().item()
+    scan = pl.scan_parquet if path.suffix == ".parquet" else pl.scan_csv
+    return scan(path).select(pl.col(COLUMN).sum()).collect().item()
 
 
-def duckdb_csv_sum(path: Path) -> object:
-    """Sum column COLUMN of a CSV file with DuckDB."""
+def duckdb_column_sum(path: Path) -> object:
+    """Sum column COLUMN of a CSV or Parquet file (by its suffix) with DuckDB."""
     import duckdb
 
-    query = f"select sum({COLUMN}) from read_csv($path)"
+    reader = "read_parquet" if path.suffix == ".parquet" else "read_csv"
+    query = f"select sum({COLUMN}) from {reader}($path)"
     return duckdb.execute(query, {"path": str(path)}).fetchall()[0][0]
 
 
@@ -108,21 +111,6 @@ def pyarrow_csv_sum(path: Path) -> object:
 
     convert = csv.ConvertOptions(include_columns=[COLUMN])
     return compute.sum(csv.read_csv(path, convert_options=convert)[COLUMN]).as_py()
-
-
-def polars_parquet_sum(path: Path) -> object:
-    """Sum column COLUMN of a Parquet file with polars' lazy reader."""
-    import polars as pl
-
-    return pl.scan_parquet(path).select(pl.col(COLUMN).sum()).collect().item()
-
-
-def duckdb_parquet_sum(path: Path) -> object:
-    """Sum column COLUMN of a Parquet file with DuckDB."""
-    import duckdb
-
-    query = f"select sum({COLUMN}) from read_parquet($path)"
-    return duckdb.execute(query, {"path": str(path)}).fetchall()[0][0]
 
 
 def pyarrow_parquet_sum(path: Path) -> object:
@@ -168,13 +156,13 @@ FLOAT_PEERS = (  # W8f's: the same tools, on floats; Python's one-liner is math.
     Peer(name="python", label="Python", total=python_float_sum),
 )
 CSV_PEERS = (
-    Peer(name="polars", label="polars", total=polars_csv_sum, module="polars"),
-    Peer(name="duckdb", label="DuckDB", total=duckdb_csv_sum, module="duckdb"),
+    Peer(name="polars", label="polars", total=polars_column_sum, module="polars"),
+    Peer(name="duckdb", label="DuckDB", total=duckdb_column_sum, module="duckdb"),
     Peer(name="pyarrow", label="pyarrow", total=pyarrow_csv_sum, module="pyarrow"),
 )
 PARQUET_PEERS = (
-    Peer(name="polars", label="polars", total=polars_parquet_sum, module="polars"),
-    Peer(name="duckdb", label="DuckDB", total=duckdb_parquet_sum, module="duckdb"),
+    Peer(name="polars", label="polars", total=polars_column_sum, module="polars"),
+    Peer(name="duckdb", label="DuckDB", total=duckdb_column_sum, module="duckdb"),
     Peer(name="pyarrow", label="pyarrow", total=pyarrow_parquet_sum, module="pyarrow"),
 )
 PEERS_OF = {
