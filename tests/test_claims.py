@@ -174,3 +174,22 @@ async def test_a_job_that_loses_redis_is_logged_not_raised(
     monkeypatch.setattr(Worker, "run_job", lose_redis)
     await worker.run_job("run:0", now_ms())
     assert "job run:0: Redis unreachable before arq could finish it" in caplog.text
+
+
+async def test_a_cancel_that_redis_py_swallowed_stops_the_loop(claimer: ChunksumWorker) -> None:
+    """arq stops a worker by cancelling its loop; a cancel that redis-py 5's connection check
+    turned into an ignored timeout (app.interrupts) still ends the loop at its next pass,
+    where it would otherwise run on for ever, with no pause between passes."""
+
+    async def loop_after_a_swallowed_cancel() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass  # swallowed, as redis-py's check does: the task is still being cancelled
+        await claimer._poll_iteration()
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(loop_after_a_swallowed_cancel())

@@ -49,7 +49,16 @@ class BatchClaimWorker(LoadedJobs):
         self._claim: AsyncScript | None = None
 
     async def _poll_iteration(self) -> None:
-        if self.job_counter >= self.max_jobs:  # full: wait for a job to end, don't spin
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # arq's stop (SIGTERM, close) cancels this loop; redis-py 5 turns a cancel that
+            # lands in its connection check into a timeout it ignores (app.interrupts): the
+            # loop would run on, without a pause between passes
+            raise asyncio.CancelledError
+        # full, or stopping (SIGTERM) with jobs still running: wait for a job to end rather
+        # than spin, as a loop with no pause between passes would
+        stopping = not self.allow_pick_jobs and self.job_counter
+        if self.job_counter >= self.max_jobs or stopping:
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):  # then carry on with arq's housekeeping
                 await asyncio.wait_for(self._slot_freed.wait(), FULL_WAIT_S)
