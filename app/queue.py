@@ -50,7 +50,8 @@ class JobFinish:
     ``record.lua`` does so as it records the chunk's partial (see RunStore.record)."""
 
     job_id: str
-    keys: tuple[str, str, str, str, str]  # record, in progress, tries, queue, abort set
+    job_keys: tuple[str, str, str]  # its record, in-progress mark and try count
+    set_keys: tuple[str, str]  # the queue and arq's abort set
 
 
 class ChunkQueue:
@@ -105,14 +106,8 @@ class ChunkQueue:
 
     def job_finish(self, chunk_job: str) -> JobFinish:
         """Return what finishes the arq job ``chunk_job`` (see :class:`JobFinish`)."""
-        keys = (
-            arq_job_key(chunk_job),
-            arq_in_progress_key(chunk_job),
-            arq_retry_key(chunk_job),
-            self.keys.queue,
-            ARQ_ABORT_SET,
-        )
-        return JobFinish(chunk_job, keys)
+        job_keys = arq_job_key(chunk_job), arq_in_progress_key(chunk_job), arq_retry_key(chunk_job)
+        return JobFinish(chunk_job, job_keys, (self.keys.queue, ARQ_ABORT_SET))
 
     def add_wake(self, pipe: Any, run_id: str, indexes: list[int]) -> None:
         """Add to ``pipe`` the wake-up that names chunk jobs just enqueued (see app.worker)."""

@@ -17,7 +17,7 @@ if that lapses, the run is abandoned (failed) by the next worker or reader to no
 import enum
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -129,6 +129,17 @@ class RunStatus:
         return {**asdict(self), "total": json_total(self.total)}
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """A summed chunk, for :meth:`RunStore.record_chunks`."""
+
+    index: int
+    partial: ExactSum
+    count: int  # how many numbers it held
+    seconds: float = 0.0  # how long it took to sum
+    finish: JobFinish | None = None  # its arq job, to finish as it is recorded
+
+
 class RunStore:
     """Reads and writes runs for one deployment (one key prefix).
 
@@ -200,13 +211,31 @@ class RunStore:
             finish: the chunk's arq job, to finish in the same script, unless the reply is
                 LAST or ABANDONED (the job then stays until its worker has acted on that).
         """
-        entry = codec.dumps([index, partial.to_wire(), count])
+        chunk = ChunkRecord(index, partial, count=count, seconds=seconds, finish=finish)
+        (recorded,) = await self.record_chunks(run_id, [chunk])
+        return recorded
+
+    async def record_chunks(self, run_id: str, chunks: Sequence["ChunkRecord"]) -> list[Recorded]:
+        """Record the partials of chunks of one run in one script call, as :meth:`record`
+        does each; return what that did for each. One of them at most is LAST or ABANDONED.
+
+        Raises:
+            ValueError: some chunks have a job to finish and others not.
+        """
+        finishes = [chunk.finish for chunk in chunks if chunk.finish is not None]
+        if finishes and len(finishes) != len(chunks):
+            raise ValueError("record_chunks finishes the job of every chunk, or of none")
         keys: list[str] = [*self.keys.run_keys(run_id)]
-        args: list[str | int | bytes] = [self._ttl, index, entry, _now(), f"{seconds:.6f}"]
-        if finish is not None:
-            keys += finish.keys
-            args.append(finish.job_id)
-        return Recorded(await self._record(keys=keys, args=args))
+        if finishes:
+            keys += finishes[0].set_keys
+            keys += [key for finish in finishes for key in finish.job_keys]
+        args: list[str | int | bytes] = [self._ttl, _now()]
+        for chunk in chunks:
+            entry = codec.dumps([chunk.index, chunk.partial.to_wire(), chunk.count])
+            job = "" if chunk.finish is None else chunk.finish.job_id
+            args += [chunk.index, entry, f"{chunk.seconds:.6f}", job]
+        replies = await self._record(keys=keys, args=args)
+        return [Recorded(reply) for reply in replies]
 
     async def note_retry(self, run_id: str) -> None:
         """Count a chunk run that failed and will be tried again, if the run is active."""

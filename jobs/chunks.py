@@ -49,19 +49,31 @@ async def sum_chunk(ctx: dict[str, Any], *, run_id: str, index: int, parts: obje
     than being retried: running it again would fail the same way.
     """
     started = time.perf_counter()
-    runs: RunStore = ctx[RUNS]
     if not isinstance(run_id, str) or not isinstance(index, int) or isinstance(index, bool):
         raise PayloadError(f"sum_chunk needs run_id: str and index: int, got {run_id!r}, {index!r}")
     try:
-        partial = codec.sum_parts(parts)
-    except PayloadError as exc:
-        await fail(runs, run_id, index, f"chunk {index} can't be summed: {exc}")
-        raise
+        partial, count = chunk_sum(parts)
     except Exception as exc:
-        await retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
+        await sum_failed(ctx, run_id, index, exc)
         raise
-    count = codec.count_parts(cast(list[codec.Part], parts))
     return await record(ctx, run_id, index, partial, count, started)
+
+
+async def sum_failed(ctx: dict[str, Any], run_id: str, index: int, exc: Exception) -> None:
+    """Act on a chunk whose sum raised ``exc``: a payload that can't be read fails the run;
+    anything else is retried with backoff (raising Retry), until CHUNK_TRIES."""
+    runs: RunStore = ctx[RUNS]
+    if isinstance(exc, PayloadError):
+        await fail(runs, run_id, index, f"chunk {index} can't be summed: {exc}")
+    else:
+        await retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
+
+
+def chunk_sum(parts: object) -> tuple[ExactSum, int]:
+    """Return a chunk's exact sum and how many numbers it held; raise PayloadError if its
+    packed numbers can't be read."""
+    partial = codec.sum_parts(parts)
+    return partial, codec.count_parts(cast(list[codec.Part], parts))
 
 
 async def record(
@@ -84,11 +96,8 @@ async def record(
         )
         if finished is not None and recorded in (Recorded.NOTHING, Recorded.RECORDED):
             finished.add(ctx["job_id"])  # record.lua finished the job: see its reply
-        _account(ctx, run_id, index, count, took_s, recorded)
-        if recorded is Recorded.LAST:
-            await _finalise_unless_ended(ctx, runs, run_id)
-        elif recorded is Recorded.ABANDONED:
-            await _abandon(ctx, runs, run_id)
+        account(ctx, run_id, index, count, took_s, recorded)
+        await act_on(ctx, runs, run_id, recorded)
     except REDIS_FAULTS as exc:
         # Redis went away, or is out of memory: run the chunk again later (recorded twice,
         # it counts once, and the last one's retry finalises the run all the same)
@@ -103,6 +112,15 @@ async def fail(runs: RunStore, run_id: str, index: int, message: str) -> None:
     """Fail the run because chunk ``index`` can't be summed, however often it is tried."""
     FAILED.inc()
     await runs.fail_chunk(run_id, index, message)
+
+
+async def act_on(ctx: dict[str, Any], runs: RunStore, run_id: str, recorded: Recorded) -> None:
+    """Do what recording a chunk asked of its worker: finalise the run (LAST) or abandon it
+    (ABANDONED)."""
+    if recorded is Recorded.LAST:
+        await _finalise_unless_ended(ctx, runs, run_id)
+    elif recorded is Recorded.ABANDONED:
+        await _abandon(ctx, runs, run_id)
 
 
 async def _finalise_unless_ended(ctx: dict[str, Any], runs: RunStore, run_id: str) -> None:
@@ -125,7 +143,7 @@ async def _abandon(ctx: dict[str, Any], runs: RunStore, run_id: str) -> None:
         await queue.remove_queued(run_id)
 
 
-def _account(
+def account(
     ctx: dict[str, Any], run_id: str, index: int, count: int, took_s: float, recorded: Recorded
 ) -> None:
     """Count a summed chunk in the metrics, the debug log and the worker's per-run tally."""

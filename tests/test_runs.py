@@ -15,7 +15,7 @@ from app.errors import RunNotFoundError
 from app.exact import ExactSum
 from app.keys import Keys, job_id
 from app.queue import ChunkQueue, JobFinish
-from app.runs import EndResult, Recorded, RunStore, Status
+from app.runs import ChunkRecord, EndResult, Recorded, RunStore, Status
 from tests.harness import create_run
 
 RUN = "run1"
@@ -147,7 +147,7 @@ async def test_record_finishes_the_chunks_job_unless_the_run_needs_more(
     queue = ChunkQueue(redis, KEYS, job_ttl_s=60, max_chunk_bytes=1 << 20)
     finishes = [queue.job_finish(job_id(RUN, index)) for index in range(2)]
     for finish in finishes:
-        record_key, in_progress, tries, queue_key, abort = finish.keys
+        (record_key, in_progress, tries), (queue_key, abort) = finish.job_keys, finish.set_keys
         await redis.set(record_key, b"job")
         await redis.set(in_progress, b"1")
         await redis.set(tries, b"1")
@@ -157,7 +157,7 @@ async def test_record_finishes_the_chunks_job_unless_the_run_needs_more(
     async def left(finish: JobFinish) -> tuple[int, bool, bool]:
         """Return how many of the job's keys exist, and whether it is queued, and in the
         abort set."""
-        record_key, in_progress, tries, queue_key, abort = finish.keys
+        (record_key, in_progress, tries), (queue_key, abort) = finish.job_keys, finish.set_keys
         queued = await redis.zscore(queue_key, finish.job_id) is not None
         aborting = await redis.zscore(abort, finish.job_id) is not None
         return await redis.exists(record_key, in_progress, tries), queued, aborting
@@ -169,6 +169,60 @@ async def test_record_finishes_the_chunks_job_unless_the_run_needs_more(
     assert await left(last) == (3, True, True)
     assert await store.record(RUN, 1, ExactSum(), count=1, finish=last) is Recorded.LAST
     assert await left(last) == (3, True, True)  # a repeat that finalises keeps it too
+
+
+async def test_record_chunks_records_many_in_one_call_each_once(
+    store: RunStore, redis: ArqRedis
+) -> None:
+    """record_chunks records each new chunk of a call once (a repeat, in the call or
+    before it, counts nothing), pushes them in order, and adds up their seconds."""
+    await create_run(store, RUN, chunks=5)
+    await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1, seconds=0.5)
+    chunks = [
+        ChunkRecord(i, ExactSum.of(10 + i, 0, 0), count=2, seconds=0.25 * i) for i in range(4)
+    ]
+    replies = await store.record_chunks(RUN, [*chunks, chunks[2]])
+    assert replies == [
+        Recorded.NOTHING,
+        Recorded.RECORDED,
+        Recorded.RECORDED,
+        Recorded.RECORDED,
+        Recorded.NOTHING,
+    ]
+    run = await store.read(RUN)
+    assert (run.status, run.done_chunks) == ("running", 4)
+    assert (run.chunk_seconds, run.chunk_seconds_max) == (0.5 + 0.25 + 0.5 + 0.75, 0.75)
+    assert [entry[0] for entry in await inbox(redis)] == [0, 1, 2, 3]  # type: ignore[index]
+
+
+async def test_record_chunks_finishes_every_job_but_the_one_that_finalises(
+    store: RunStore, redis: ArqRedis
+) -> None:
+    """Of the chunks that complete a sealed run, one (the last of the call) is LAST and
+    keeps its job for its worker to finalise the run; the others' jobs are finished."""
+    await create_run(store, RUN, chunks=3)
+    queue = ChunkQueue(redis, KEYS, job_ttl_s=60, max_chunk_bytes=1 << 20)
+    finishes = [queue.job_finish(job_id(RUN, index)) for index in range(3)]
+    for finish in finishes:
+        await redis.set(finish.job_keys[0], b"job")
+        await redis.zadd(finish.set_keys[0], {finish.job_id: 1})
+    chunks = [ChunkRecord(i, ExactSum.of(i, 0, 0), count=1, finish=finishes[i]) for i in range(3)]
+    replies = await store.record_chunks(RUN, chunks)
+    assert replies == [Recorded.RECORDED, Recorded.RECORDED, Recorded.LAST]
+    assert [await redis.exists(finish.job_keys[0]) for finish in finishes] == [0, 0, 1]
+    assert await redis.zrange(KEYS.queue, 0, -1) == [finishes[2].job_id.encode()]
+    with pytest.raises(ValueError, match="every chunk"):
+        await store.record_chunks(RUN, [chunks[0], ChunkRecord(1, ExactSum(), count=1)])
+
+
+async def test_record_chunks_asks_one_worker_to_abandon(store: RunStore, redis: ArqRedis) -> None:
+    """New partials of an unsealed run whose sender's lease lapsed: one asks its worker to
+    abandon the run."""
+    await start_sending(store, redis)
+    await redis.delete(KEYS.sender(RUN))
+    chunks = [ChunkRecord(i, ExactSum.of(i, 0, 0), count=1) for i in range(3)]
+    replies = await store.record_chunks(RUN, chunks)
+    assert replies == [Recorded.RECORDED, Recorded.RECORDED, Recorded.ABANDONED]
 
 
 async def test_record_moves_queued_to_running(store: RunStore, redis: ArqRedis) -> None:

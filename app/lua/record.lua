@@ -1,49 +1,77 @@
--- Record a chunk's partial sum once, and hand it to the submitter; with the chunk's arq
--- job's keys, finish that job too, as arq's worker would once it returns.
--- KEYS: run, partials, inbox, sender; then, to finish the job: its record, in-progress
--- mark and try count, the queue and arq's abort set (app.queue.JobFinish).
--- ARGV: ttl, chunk index, inbox entry, now, the chunk's seconds (added to the run's
--- chunk_seconds, and kept in chunk_seconds_max if the longest yet); then the job's id.
--- Returns a Recorded value (app.runs); the run's 'enqueued' field is set once every job
--- is enqueued (the run is sealed). The job is left unfinished when the reply asks its
--- worker to finalise (2) or abandon (3) the run: if the worker dies first, another runs
--- the job again and does it.
+-- Record the partial sums of one or more chunks of a run, each once, and hand them to the
+-- submitter; finish each chunk's arq job too, as arq's worker would once it returns.
+-- KEYS: run, partials, inbox, sender; then, to finish the jobs, the queue and arq's abort
+-- set, and each job's record, in-progress mark and try count (app.queue.JobFinish).
+-- ARGV: ttl, now, then for each chunk: its index, its inbox entry, its seconds (added to
+-- the run's chunk_seconds, and kept in chunk_seconds_max if the longest yet), and its job
+-- id ('' for none: the job is not finished here).
+-- Returns a Recorded value (app.runs) for each chunk. The run's 'enqueued' field is set
+-- once every job is enqueued (the run is sealed). One chunk of the call at most is told to
+-- finalise (2) or abandon (3) the run, and its job is left unfinished: if its worker dies
+-- first, another runs the job again and does it.
 local run, partials, inbox, sender = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local ttl, index, entry, now, seconds = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ttl, now = ARGV[1], ARGV[2]
+local chunks = (#ARGV - 2) / 4
 
-local function finished(reply)
-  if #KEYS > 4 then
-    redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
-    redis.call('ZREM', KEYS[8], ARGV[6])
-    redis.call('ZREM', KEYS[9], ARGV[6])
+local function finish(i)
+  local id = ARGV[4 * i + 2]
+  if id ~= '' then
+    local k = 3 * i + 4
+    redis.call('DEL', KEYS[k], KEYS[k + 1], KEYS[k + 2])
+    redis.call('ZREM', KEYS[5], id)
+    redis.call('ZREM', KEYS[6], id)
   end
-  return reply
 end
 
+local replies = {}
 local status = redis.call('HGET', run, 'status')
-if not is_active(status) then return finished(0) end
+if not is_active(status) then
+  for i = 1, chunks do replies[i] = 0; finish(i) end
+  return replies
+end
+
+local fresh, seconds_sum, seconds_max, asks = {}, 0, 0, nil
+for i = 1, chunks do
+  local index, entry, seconds = ARGV[4 * i - 1], ARGV[4 * i], tonumber(ARGV[4 * i + 1])
+  if redis.call('HSETNX', partials, index, entry) == 1 then
+    fresh[#fresh + 1] = entry
+    seconds_sum = seconds_sum + seconds
+    if seconds > seconds_max then seconds_max = seconds end
+    replies[i] = 1
+  else
+    replies[i] = 0  -- a repeat
+  end
+  asks = i  -- the chunk that finalises or abandons the run, if that is needed: the last
+end
+
+local done
+if #fresh > 0 then
+  redis.call('RPUSH', inbox, unpack(fresh))
+  done = redis.call('HINCRBY', run, 'done_chunks', #fresh)
+  redis.call('HINCRBYFLOAT', run, 'chunk_seconds', seconds_sum)
+  if seconds_max > tonumber(redis.call('HGET', run, 'chunk_seconds_max') or '0') then
+    redis.call('HSET', run, 'chunk_seconds_max', seconds_max)
+  end
+  if status == 'queued' then
+    redis.call('HSET', run, 'status', 'running', 'started_at', now)
+  end
+  expire(partials, ttl)
+  expire(inbox, ttl)
+else
+  done = tonumber(redis.call('HGET', run, 'done_chunks'))
+end
+
 local enqueued = redis.call('HGET', run, 'enqueued')
-if redis.call('HSETNX', partials, index, entry) == 0 then
-  -- a repeat; if the run is complete but still active, the worker that recorded the last
-  -- partial died or lost Redis before it finalised: this one does it instead
-  local done = redis.call('HGET', run, 'done_chunks')
-  if enqueued and tonumber(done) == tonumber(enqueued) then return 2 end
-  return finished(0)
+if enqueued and done == tonumber(enqueued) then
+  -- complete: a repeat too may say so, if the worker that recorded the last partial died
+  -- or lost Redis before it finalised the run
+  replies[asks] = 2
+elseif not enqueued and #fresh > 0 and redis.call('EXISTS', sender) == 0 then
+  replies[asks] = 3
+else
+  asks = nil
 end
-redis.call('RPUSH', inbox, entry)
-local done = redis.call('HINCRBY', run, 'done_chunks', 1)
-redis.call('HINCRBYFLOAT', run, 'chunk_seconds', seconds)
-if tonumber(seconds) > tonumber(redis.call('HGET', run, 'chunk_seconds_max') or '0') then
-  redis.call('HSET', run, 'chunk_seconds_max', seconds)
+for i = 1, chunks do
+  if i ~= asks then finish(i) end
 end
-if status == 'queued' then
-  redis.call('HSET', run, 'status', 'running', 'started_at', now)
-end
-expire(partials, ttl)
-expire(inbox, ttl)
-if enqueued then
-  if done == tonumber(enqueued) then return 2 end
-elseif redis.call('EXISTS', sender) == 0 then
-  return 3
-end
-return finished(1)
+return replies

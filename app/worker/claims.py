@@ -20,7 +20,8 @@ from redis.commands.core import AsyncScript
 
 from app import scripts
 from app.keys import ARQ_ABORT_SET, arq_in_progress_key, arq_job_key, arq_retry_key
-from app.worker.loaded_jobs import Loaded, LoadedJobs
+from app.worker.lean_chunks import Claimed, LeanChunks, Summed
+from app.worker.loaded_jobs import Loaded
 
 # Jobs claimed per round trip: enough to fill a worker quickly, few enough that one worker
 # woken first doesn't take every chunk of a short run while the others watch.
@@ -31,7 +32,7 @@ CLAIM_READ_BYTES = 64 * 1024
 FULL_WAIT_S = 1.0  # longest a full worker waits for a free slot before arq's housekeeping
 
 
-class BatchClaimWorker(LoadedJobs):
+class BatchClaimWorker(LeanChunks):
     """An arq ``Worker`` whose claims take one round trip per ``CLAIM_BATCH`` jobs.
 
     Args:
@@ -90,10 +91,17 @@ class BatchClaimWorker(LoadedJobs):
             )
             for _ in range(slots - len(claimed) // 5):  # running, done or deferred
                 self._release_sem_dec_counter_on_complete()
-            for job_id, score, record, job_try, aborted in _fives(claimed):
-                if job_try:  # read by the claim (else its job reads it: see claim.lua)
-                    self.preload(job_id.decode(), Loaded(record, job_try, bool(aborted)))
-                self._start(job_id.decode(), int(float(score)))
+            jobs = [
+                Claimed(job_id.decode(), int(float(score)), _loaded(record, job_try, aborted))
+                for job_id, score, record, job_try, aborted in _fives(claimed)
+            ]
+            lean, usual = self.summed(jobs)
+            if lean:
+                self._start_lean(lean)
+            for job in usual:
+                if job.loaded is not None:
+                    self.preload(job.job_id, job.loaded)
+                self._start(job.job_id, job.score)
 
     async def _reserve(self, wanted: int) -> int:
         """Take up to ``wanted`` job slots, waiting for the first as arq does; return how many."""
@@ -109,6 +117,18 @@ class BatchClaimWorker(LoadedJobs):
             slots += 1
         return slots
 
+    def _start_lean(self, lean: list[Summed]) -> None:
+        """Record summed chunk jobs in a task of their own, which holds their job slots."""
+        task = self.loop.create_task(self.record(lean))
+
+        def release(_: object) -> None:
+            for _job in lean:
+                self._release_sem_dec_counter_on_complete()
+
+        task.add_done_callback(release)
+        for summed in lean:  # arq's shutdown waits for them, and its loop reaps them
+            self.tasks[summed.run.job_id] = task
+
     def _start(self, job_id: str, score: int) -> None:
         task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
@@ -122,6 +142,11 @@ def _job_keys(job_ids: list[str]) -> list[str]:
         for job_id in job_ids
         for key in (arq_in_progress_key(job_id), arq_job_key(job_id), arq_retry_key(job_id))
     ]
+
+
+def _loaded(record: bytes | None, job_try: int, aborted: int) -> Loaded | None:
+    """Return what the claim read of a job (None for a job left for its run to read)."""
+    return Loaded(record, job_try, bool(aborted)) if job_try else None
 
 
 def _fives(reply: list[Any]) -> Iterator[tuple[Any, Any, Any, Any, Any]]:

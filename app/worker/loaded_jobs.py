@@ -37,10 +37,13 @@ class Loaded:
     record: bytes | None  # None: the record is gone (the job expired)
     job_try: int
     aborted: bool  # an abort was asked for before it started (allow_abort_jobs)
+    # what to run in place of the job's function, which was run already (and raised) as
+    # it was claimed (app.worker.lean_chunks)
+    instead: Function | None = None
 
 
 @dataclass(slots=True)
-class _Run:
+class JobRun:
     """One run of a job: what arq's ``run_job`` keeps in its locals."""
 
     job_id: str
@@ -84,12 +87,12 @@ class LoadedJobs(Worker):
         if loaded is None:  # not claimed by a batch claim: arq reads it itself
             await super().run_job(job_id, score)
             return
-        run = _Run(job_id, score, loaded.job_try, timestamp_ms())
+        run = JobRun(job_id, score, loaded.job_try, timestamp_ms())
         function = await self._checked(run, loaded)
         if function is not None:
-            await self._execute(run, function)
+            await self._execute(run, loaded.instead or function)
 
-    async def _checked(self, run: _Run, loaded: Loaded) -> Function | CronJob | None:
+    async def _checked(self, run: JobRun, loaded: Loaded) -> Function | CronJob | None:
         """Return the job's function, or None if the job failed arq's checks (and was
         finished as failed)."""
         if loaded.record is None:
@@ -119,7 +122,7 @@ class LoadedJobs(Worker):
             await self.pool.setex(arq_retry_key(run.job_id), TRY_COUNT_TTL_S, str(run.job_try))
         max_tries = self.max_tries if function.max_tries is None else function.max_tries
         if run.job_try > max_tries:
-            ref = _ref(run, function)
+            ref = job_ref(run, function)
             t = run.seconds_since(run.enqueue_time_ms)
             logger.warning("%6.2fs ! %s max retries %d exceeded", t, ref, max_tries)
             failure = JobExecutionFailed(f"max {max_tries} retries exceeded")
@@ -127,7 +130,7 @@ class LoadedJobs(Worker):
             return None
         return function
 
-    async def _failed(self, run: _Run, exc: BaseException, *, ref: str | None = None) -> None:
+    async def _failed(self, run: JobRun, exc: BaseException, *, ref: str | None = None) -> None:
         """Finish a job that failed before its function ran, as arq's ``job_failed``."""
         self.jobs_failed += 1
         result_data = serialize_result(
@@ -147,9 +150,9 @@ class LoadedJobs(Worker):
         )
         await asyncio.shield(self.finish_failed_job(run.job_id, result_data))
 
-    async def _execute(self, run: _Run, function: Function | CronJob) -> None:
+    async def _execute(self, run: JobRun, function: Function | CronJob) -> None:
         """Run the job's function with arq's hooks, then finish the job as arq does."""
-        ref = _ref(run, function)
+        ref = job_ref(run, function)
         # read where arq's run_job reads it (its module), when the job runs
         cron = isinstance(function, CronJob)
         keep_in_progress = arq_worker.keep_cronjob_progress if cron else None  # type: ignore[attr-defined]
@@ -201,32 +204,41 @@ class LoadedJobs(Worker):
             await self.after_job_end(ctx)
 
     async def _call(
-        self, run: _Run, function: Function | CronJob, ctx: dict[str, Any], ref: str
+        self, run: JobRun, function: Function | CronJob, ctx: dict[str, Any], ref: str
     ) -> _Outcome:
         """Call the job's function within its timeout; return how that ended."""
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
-        if logger.isEnabledFor(logging.INFO):  # a repr of every argument: only if logged
-            extra = f" try={run.job_try}" if run.job_try > 1 else ""
-            if (run.start_ms - run.score) > 1200:
-                extra += f" delayed={(run.start_ms - run.score) / 1000:0.2f}s"
-            t = (run.start_ms - run.enqueue_time_ms) / 1000
-            logger.info("%6.2fs → %s(%s)%s", t, ref, args_to_string(run.args, run.kwargs), extra)
+        self.log_start(run, ref)
         task = self.loop.create_task(function.coroutine(ctx, *run.args, **run.kwargs))
         self.job_tasks[run.job_id] = task
         try:
             result = await asyncio.wait_for(task, timeout_s)
             # within the try, as arq: a repr that raises fails the job
-            shown = "" if result is None or not self.log_results else truncate(repr(result))
+            finished_ms = self.log_done(run, ref, result)
         except (Exception, asyncio.CancelledError) as exc:
             return self._outcome_of_failure(run, exc, ref)
         finally:
             del self.job_tasks[run.job_id]
-        finished_ms = timestamp_ms()
-        logger.info("%6.2fs ← %s ● %s", (finished_ms - run.start_ms) / 1000, ref, shown)
         self.jobs_complete += 1
         return _Outcome(result=result, success=True, finish=True, finished_ms=finished_ms)
 
-    def _outcome_of_failure(self, run: _Run, exc: BaseException, ref: str) -> _Outcome:
+    def log_start(self, run: JobRun, ref: str) -> None:
+        """Log arq's line for a job's start: a repr of every argument, so only if logged."""
+        if logger.isEnabledFor(logging.INFO):
+            extra = f" try={run.job_try}" if run.job_try > 1 else ""
+            if (run.start_ms - run.score) > 1200:
+                extra += f" delayed={(run.start_ms - run.score) / 1000:0.2f}s"
+            t = (run.start_ms - run.enqueue_time_ms) / 1000
+            logger.info("%6.2fs → %s(%s)%s", t, ref, args_to_string(run.args, run.kwargs), extra)
+
+    def log_done(self, run: JobRun, ref: str, result: Any) -> int:
+        """Log arq's line for a job that returned ``result``; return the time (ms)."""
+        shown = "" if result is None or not self.log_results else truncate(repr(result))
+        finished_ms = timestamp_ms()
+        logger.info("%6.2fs ← %s ● %s", (finished_ms - run.start_ms) / 1000, ref, shown)
+        return finished_ms
+
+    def _outcome_of_failure(self, run: JobRun, exc: BaseException, ref: str) -> _Outcome:
         """Decide as arq does: retry (Retry, cancelled), aborted, or failed."""
         finished_ms = timestamp_ms()
         t = (finished_ms - run.start_ms) / 1000
@@ -256,7 +268,7 @@ class LoadedJobs(Worker):
         return _Outcome(result=exc, finish=True, finished_ms=finished_ms)
 
 
-def _ref(run: _Run, function: Function | CronJob) -> str:
+def job_ref(run: JobRun, function: Function | CronJob) -> str:
     """arq's name for a job in its log lines and results: a cron job's name, else id:name."""
     if isinstance(function, CronJob):
         return run.function_name
