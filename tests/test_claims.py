@@ -193,3 +193,18 @@ async def test_a_cancel_that_redis_py_swallowed_stops_the_loop(claimer: Chunksum
 
     with pytest.raises(asyncio.CancelledError):
         await asyncio.create_task(loop_after_a_swallowed_cancel())
+
+
+async def test_a_worker_never_claims_a_job_it_runs(
+    claimer: ChunksumWorker, redis: ArqRedis, settings: Settings
+) -> None:
+    """A job this worker runs (a run's last chunk stays queued while its worker finalises
+    the run) is not claimed again by it, even when its in-progress mark is gone."""
+    queue = Keys(settings.key_prefix).queue
+    await redis.zadd(queue, {"mine": now_ms()})
+    await claimer.start_jobs([b"mine"])
+    assert set(claimer.tasks) == {"mine"}
+    await redis.delete(arq_in_progress_key("mine"))
+    await claimer.start_jobs([b"mine"])
+    assert not await redis.exists(arq_in_progress_key("mine"))
+    assert claimer.job_counter == 1

@@ -73,7 +73,9 @@ class BatchClaimWorker(LeanChunks):
         """Claim and start jobs of ``job_ids``, in order, while there are free job slots."""
         if self._claim is None:  # arq opens the pool in main(), after __init__
             self._claim = self.pool.register_script(scripts.source("claim"))
-        to_try = [job_id.decode() for job_id in job_ids]
+        # not the jobs this worker runs already (a run's last chunk stays queued until its
+        # worker has finalised the run: see record.lua)
+        to_try = [job_id for job_id in map(bytes.decode, job_ids) if job_id not in self.tasks]
         while to_try:
             slots = await self._reserve(min(len(to_try), CLAIM_BATCH))
             if not slots:

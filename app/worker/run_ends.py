@@ -16,6 +16,7 @@ from app.runs import Status
 
 logger = logging.getLogger(__name__)
 MAX_TALLIED_RUNS = 1000  # runs a worker keeps a tally of until it hears they ended
+RECENT_ENDS = 1000  # runs whose end a worker remembers, for a job that asks after it
 STOPPED_WITH = (Status.CANCELLED, Status.FAILED)  # a run ending so stops its running chunks
 
 
@@ -30,6 +31,7 @@ class RunEnds:
         self.stop_chunks = stop_chunks
         self._waiting: dict[str, asyncio.Event] = {}  # runs whose end a job waits for
         self._tallies: dict[str, list[float]] = {}  # run id -> [chunks, numbers, seconds]
+        self._recent: dict[str, None] = {}  # the last RECENT_ENDS runs heard to end, in order
 
     def tally(self, run_id: str, count: int, seconds: float) -> None:
         """Count a chunk this worker recorded, for the summary it logs as the run ends."""
@@ -41,8 +43,10 @@ class RunEnds:
     async def wait(self, run_id: str, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for a run to end; return whether it has."""
         # the run can't end before its last partial, which the job calling this has just
-        # recorded, reaches the submitter: listening now, it hears the end (or, where the
-        # end is read first from a busy socket, waits the timeout out and finds it ended)
+        # recorded, reaches the submitter; but the end may be heard before the job asks
+        # (the worker's loop takes the record's reply and the end in either order)
+        if run_id in self._recent:
+            return True
         ended = self._waiting.setdefault(run_id, asyncio.Event())
         try:
             with contextlib.suppress(TimeoutError):
@@ -55,6 +59,9 @@ class RunEnds:
         """Hear that a run ended: wake its jobs waiting for that, log what this worker did
         for it, and stop its running chunks if it was cancelled or failed (their partials
         would be refused, and their slots can serve other runs)."""
+        self._recent[run_id] = None
+        if len(self._recent) > RECENT_ENDS:
+            del self._recent[next(iter(self._recent))]
         if (waiting := self._waiting.get(run_id)) is not None:
             waiting.set()
         if (done := self._tallies.pop(run_id, None)) is not None:
