@@ -60,6 +60,14 @@ def loads(data: bytes) -> Any:
     return msgpack.unpackb(data, ext_hook=_from_ext)
 
 
+def loads_all(data: bytes) -> list[Any]:
+    """Deserialize msgpack objects written one after another (a worker's batch of partials,
+    one inbox entry: app/lua/record.lua); never runs code."""
+    unpacker = msgpack.Unpacker(ext_hook=_from_ext)
+    unpacker.feed(data)
+    return list(unpacker)
+
+
 def _to_msgpack(obj: object) -> object:
     if isinstance(obj, Packed):
         return msgpack.ExtType(PACKED_EXT, obj.data)

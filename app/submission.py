@@ -110,6 +110,7 @@ class Submission:
         self._outages = Outages(queue, runs, settings, self.run_id)
         self._created = False  # the run hash is in Redis
         self._finalised: RunStatus | None = None  # the run as a worker ended it, total and all
+        self._inbox_empty = True  # as far as this submitter knows: see _receive
 
     async def run(self) -> RunResult:
         """Sum the numbers on the workers, store the total, and return the result."""
@@ -246,9 +247,13 @@ class Submission:
             await self._check_active()
 
     def _accept(self, entry: bytes) -> bool:
-        """Add one inbox entry's partial, or raise the chunk's failure; return False for the
-        mark that a worker has finalised the run (see RunStore.finalise)."""
-        match codec.loads(entry):
+        """Add the partials of one inbox entry (one, or a worker's batch), or raise a chunk's
+        failure; return False for the mark that a worker has finalised the run (see
+        RunStore.finalise)."""
+        return all([self._accept_item(item) for item in codec.loads_all(entry)])
+
+    def _accept_item(self, item: Any) -> bool:
+        match item:
             case [int(), None, str() as error]:
                 raise RunFailedError(f"run {self.run_id} failed: {error}", run_id=self.run_id)
             case [int() as index, wire, int() as count] if index in self._pending:
@@ -262,17 +267,22 @@ class Submission:
         return True
 
     async def _receive(self, wait_s: float) -> list[bytes]:
-        """Take all partials in the run's inbox; if there are none, wait for one (BLPOP).
+        """Take all entries in the run's inbox; if there are none, wait for one (BLPOP).
 
         Taking first means that a partial arriving alone (the last one, say) is handed over
-        by the BLPOP already waiting for it, with no round trip after it.
+        by the BLPOP already waiting for it, with no round trip after it. Where the inbox was
+        found empty (or the chunks were only just enqueued), the BLPOP goes first: it takes
+        an entry already there as soon.
         """
         inbox = self.runs.keys.inbox(self.run_id)
-        if taken := await cast(Awaitable[list[bytes] | None], self.redis.lpop(inbox, MAX_DRAIN)):
-            return taken
+        if not self._inbox_empty:
+            taken = await cast(Awaitable[list[bytes] | None], self.redis.lpop(inbox, MAX_DRAIN))
+            if taken:
+                return taken
         # Redis >= 6 takes fractional BLPOP timeouts; redis-py's annotation says int
         timeout_s: Any = max(wait_s, 0.01)
         popped = await cast(Awaitable[list[bytes] | None], self.redis.blpop([inbox], timeout_s))
+        self._inbox_empty = popped is None  # else more may have come with it
         return [] if popped is None else [popped[1]]
 
     async def _check_active(self) -> None:

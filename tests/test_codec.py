@@ -330,3 +330,11 @@ def test_dumps_round_trips_job_shapes() -> None:
     """Lists, dicts, bytes, big-enough ints and floats survive dumps/loads."""
     job = {"run_id": "r", "index": 3, "parts": [["i8", b"\x01" * 8]], "x": [2**64 - 1, -0.5]}
     assert codec.loads(codec.dumps(job)) == job
+
+
+def test_loads_all_reads_entries_written_one_after_another() -> None:
+    """A worker's batch of partials is one inbox entry: their msgpack entries, concatenated."""
+    entries = [[0, b"\x01", 1], [1, None, "error"], ["finalised"]]
+    batch = b"".join(codec.dumps(entry) for entry in entries)
+    assert codec.loads_all(batch) == entries
+    assert codec.loads_all(codec.dumps(entries[0])) == [entries[0]]

@@ -44,8 +44,9 @@ async def settle(reply: Awaitable[T] | T) -> T:
 
 
 async def inbox(redis: ArqRedis, run_id: str = RUN) -> list[object]:
-    """Return the decoded entries of a run's inbox."""
-    return [codec.loads(entry) for entry in await settle(redis.lrange(KEYS.inbox(run_id), 0, -1))]
+    """Return the decoded entries of a run's inbox (a batch's, one by one)."""
+    raw = await settle(redis.lrange(KEYS.inbox(run_id), 0, -1))
+    return [item for entry in raw for item in codec.loads_all(entry)]
 
 
 async def test_create_stores_a_queued_run(store: RunStore) -> None:

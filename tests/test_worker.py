@@ -86,9 +86,9 @@ async def run_burst(settings: Settings) -> Worker:
 
 
 async def inbox_entries(redis: ArqRedis, keys: Keys, run_id: str) -> list[Any]:
-    """Return the run's inbox entries, decoded."""
+    """Return the run's inbox entries, decoded (a batch's one by one)."""
     raw = await cast(Awaitable[list[bytes]], redis.lrange(keys.inbox(run_id), 0, -1))
-    return [codec.loads(entry) for entry in raw]
+    return [item for entry in raw for item in codec.loads_all(entry)]
 
 
 async def next_wake_run_id(pubsub: Any) -> str:

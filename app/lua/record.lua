@@ -1,5 +1,6 @@
 -- Record the partial sums of one or more chunks of a run, each once, and hand them to the
--- submitter; finish each chunk's arq job too, as arq's worker would once it returns.
+-- submitter (in one inbox entry, their msgpack entries one after another); finish each
+-- chunk's arq job too, as arq's worker would once it returns.
 -- KEYS: run, partials, inbox, sender; then, to finish the jobs, the queue and arq's abort
 -- set, and each job's record, in-progress mark and try count (app.queue.JobFinish).
 -- ARGV: ttl, now, then for each chunk: its index, its inbox entry, its seconds (added to
@@ -46,7 +47,7 @@ end
 
 local done
 if #fresh > 0 then
-  redis.call('RPUSH', inbox, unpack(fresh))
+  redis.call('RPUSH', inbox, table.concat(fresh))  -- one entry: the submitter pops them at once
   done = redis.call('HINCRBY', run, 'done_chunks', #fresh)
   redis.call('HINCRBYFLOAT', run, 'chunk_seconds', seconds_sum)
   if seconds_max > tonumber(redis.call('HGET', run, 'chunk_seconds_max') or '0') then
