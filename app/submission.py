@@ -170,7 +170,11 @@ class Submission:
 
     async def _enqueue(self, wanted: int) -> bool:
         """Encode and enqueue up to ``wanted`` chunks, one pipeline per megabyte; return
-        whether the input ran out (the run is then sealed, in the last pipeline)."""
+        whether the input ran out (the run is then sealed, in the last pipeline).
+
+        A pipeline goes out while the next is encoded; the one after waits for it, so that
+        the run is sealed only once every job before it is in.
+        """
         pipe = self.redis.pipeline(transaction=False)
         if not self._created:  # the run goes out with its first jobs: one round trip fewer
             lease_s = self.settings.submitter_lease_s
@@ -178,14 +182,26 @@ class Submission:
         count = size = 0
         indexes: list[int] = []
         started = time.monotonic()
-        for chunk in itertools.islice(self._source.items, wanted):  # one by one: no pile-up
-            size += self._add(pipe, chunk)
-            indexes.append(chunk.index)
-            count += 1
-            # a slow stream's chunks go out as they come, not once a megabyte is ready
-            if size >= PIPELINE_BYTES or time.monotonic() - started >= FLUSH_AFTER_S:
-                await self._flush(pipe, indexes)
-                size, indexes, started = 0, [], time.monotonic()
+        sending: asyncio.Future[None] | None = None  # the pipeline before, on its way
+        try:
+            for chunk in itertools.islice(self._source.items, wanted):  # one by one
+                size += self._add(pipe, chunk)
+                indexes.append(chunk.index)
+                count += 1
+                # a slow stream's chunks go out as they come, not once a megabyte is ready
+                if size >= PIPELINE_BYTES or time.monotonic() - started >= FLUSH_AFTER_S:
+                    if sending is not None:
+                        await sending
+                    sending = asyncio.ensure_future(self._flush(pipe, indexes))
+                    pipe = self.redis.pipeline(transaction=False)
+                    size, indexes, started = 0, [], time.monotonic()
+                    await asyncio.sleep(0)  # it is written out now, and Redis takes it in
+            if sending is not None:
+                await sending
+        except BaseException:
+            if sending is not None:  # let it land (or fail) before the run is abandoned
+                await asyncio.wait([sending])
+            raise
         exhausted = count < wanted or self._sent == self.chunks
         if exhausted:
             numbers = None if self._source.counted_by_workers else self._count
