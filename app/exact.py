@@ -212,6 +212,11 @@ def _sum_int64(values: npt.NDArray[np.integer]) -> int:
     if values.dtype.itemsize < 8:
         # fewer than 2**32 values of at most 32 bits: an int64 accumulator can't overflow
         return int(values.sum(dtype=np.int64))
+    if values.size:
+        # values this far from 2**63 can't overflow an int64 accumulator: one pass, no copies
+        largest = max(-int(values.min()), int(values.max()))
+        if largest * values.size < 2**63:
+            return int(values.sum(dtype=np.int64))
     accumulator = np.uint64 if values.dtype.kind == "u" else np.int64
     low = (values & _LOW32).sum(dtype=accumulator)
     high = (values >> 32).sum(dtype=accumulator)

@@ -167,6 +167,14 @@ def test_int_blocks_sum_exactly(dtype: type[np.integer]) -> None:
     assert total == sum(int(v) for v in values)
 
 
+@pytest.mark.parametrize("value", [2**62 - 1, 2**62, -(2**62), -(2**62) + 1, 2**63 - 1])
+def test_int64_sums_at_the_edge_of_a_plain_int64_sum_are_exact(value: int) -> None:
+    """Two values whose sum just fits an int64, or just doesn't, sum exactly: the one-pass
+    sum is taken only where no int64 sum of them can overflow."""
+    values = np.full(2, value, dtype=np.int64)
+    assert ExactSum.of_ints(values).value() == 2 * value
+
+
 def test_int64_extremes_sum_beyond_64_bits() -> None:
     """int64 and uint64 maxima add up past 2**64 exactly."""
     int64 = ExactSum.of_ints(np.full(4, np.iinfo(np.int64).max, dtype=np.int64))
