@@ -20,6 +20,7 @@ key                               type    holds
 ``<prefix>:partials:{<run id>}``  hash    chunk index -> exact partial sum (idempotence)
 ``<prefix>:inbox:{<run id>}``     list    partials (and chunk failures) for the submitter
 ``<prefix>:sender:{<run id>}``    string  the submitter's lease, while it still enqueues
+``<prefix>:timeline:{<run id>}``  list    chunk spans: worker, start, end, try (app.timeline)
 ================================  ======  ==============================================
 
 A run's own keys share the hash tag ``{<run id>}``: on a Redis Cluster they would sit in
@@ -94,13 +95,24 @@ class Keys:
         """Return the key a submitter keeps alive (a lease) while it still enqueues chunks."""
         return f"{self.prefix}:sender:{{{run_id}}}"
 
+    def timeline(self, run_id: str) -> str:
+        """Return the list of the run's chunk spans, its task stream (app.timeline)."""
+        return f"{self.prefix}:timeline:{{{run_id}}}"
+
     def ended_channel(self, run_id: str) -> str:
         """Return the pub/sub channel on which a run's end is announced (for `chunksum wait`)."""
         return f"{self.prefix}:ended:{run_id}"
 
-    def run_keys(self, run_id: str) -> tuple[str, str, str, str]:
-        """Return (run hash, partials hash, inbox list, sender lease): the Lua scripts' KEYS."""
-        return self.run(run_id), self.partials(run_id), self.inbox(run_id), self.sender(run_id)
+    def run_keys(self, run_id: str) -> tuple[str, str, str, str, str]:
+        """Return (run hash, partials hash, inbox list, sender lease, timeline list): the Lua
+        scripts' KEYS."""
+        return (
+            self.run(run_id),
+            self.partials(run_id),
+            self.inbox(run_id),
+            self.sender(run_id),
+            self.timeline(run_id),
+        )
 
 
 def job_id(run_id: str, index: int) -> str:

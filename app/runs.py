@@ -32,6 +32,7 @@ from app.queue import JobFinish
 from app.replication import Replicas
 from app.script_batches import ScriptBatch
 from app.settings import Settings
+from app.timeline import SPANS_KEPT, Attempt, Outcome, Span, stride
 
 
 class Status(enum.StrEnum):
@@ -95,6 +96,10 @@ class RunStatus:
     chunk_seconds: float | None = None  # summed over the chunks recorded
     chunk_seconds_max: float | None = None  # the longest chunk
     retried_chunks: int = 0  # chunk runs that failed and were tried again
+    done_numbers: int = 0  # numbers in the chunks recorded
+    failed_chunk: int | None = None  # the chunk that failed the run
+    failed_worker: str | None = None  # the worker it failed on, if known
+    span_stride: int = 1  # its timeline keeps every span_stride-th chunk (app.timeline)
 
     @classmethod
     def from_hash(cls, run_id: str, fields: dict[str, str]) -> "RunStatus":
@@ -121,6 +126,10 @@ class RunStatus:
             chunk_seconds=moment("chunk_seconds"),
             chunk_seconds_max=moment("chunk_seconds_max"),
             retried_chunks=int(fields.get("retried_chunks", 0)),
+            done_numbers=int(fields.get("done_numbers", 0)),
+            failed_chunk=number("failed_chunk"),
+            failed_worker=fields.get("failed_worker") or None,
+            span_stride=int(fields.get("span_stride", 1)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -138,6 +147,7 @@ class ChunkRecord:
     count: int  # how many numbers it held
     seconds: float = 0.0  # how long it took to sum
     finish: JobFinish | None = None  # its arq job, to finish as it is recorded
+    attempt: Attempt | None = None  # who ran it, from when: kept in the run's timeline
 
 
 class RunStore:
@@ -175,6 +185,8 @@ class RunStore:
         """
         key = self.keys.run(run_id)
         fields = {"status": Status.QUEUED.value, "chunks": "" if chunks is None else chunks}
+        if (every := stride(chunks)) > 1:  # read by record.lua: see app.timeline
+            fields["span_stride"] = every
         now = _now()
         pipe.hset(key, mapping={**fields, "done_chunks": 0, "created_at": now})
         pipe.zadd(self.keys.runs, {run_id: now})
@@ -202,6 +214,7 @@ class RunStore:
         count: int,
         seconds: float = 0.0,
         finish: JobFinish | None = None,
+        attempt: Attempt | None = None,
     ) -> Recorded:
         """Record chunk ``index``'s partial once; say what that did (see :class:`Recorded`).
 
@@ -210,8 +223,9 @@ class RunStore:
             seconds: how long the chunk took, for the run's chunk timings.
             finish: the chunk's arq job, to finish in the same script, unless the reply is
                 LAST or ABANDONED (the job then stays until its worker has acted on that).
+            attempt: who ran the chunk, from when: kept in the run's timeline.
         """
-        chunk = ChunkRecord(index, partial, count=count, seconds=seconds, finish=finish)
+        chunk = ChunkRecord(index, partial, count, seconds=seconds, finish=finish, attempt=attempt)
         (recorded,) = await self.record_chunks(run_id, [chunk])
         return recorded
 
@@ -229,17 +243,22 @@ class RunStore:
         if finishes:
             keys += finishes[0].set_keys
             keys += [key for finish in finishes for key in finish.job_keys]
-        args: list[str | int | bytes] = [self._ttl, _now()]
+        now = time.time()
+        args: list[str | int | bytes] = [self._ttl, f"{now:.3f}", SPANS_KEPT]
         for chunk in chunks:
             entry = codec.dumps([chunk.index, chunk.partial.to_wire(), chunk.count])
             job = "" if chunk.finish is None else chunk.finish.job_id
-            args += [chunk.index, entry, f"{chunk.seconds:.6f}", job]
+            span = _packed(chunk.index, chunk.attempt, now, Outcome.DONE, chunk.count)
+            args += [chunk.index, entry, f"{chunk.seconds:.6f}", job, chunk.count, span]
         replies = await self._record(keys=keys, args=args)
         return [Recorded(reply) for reply in replies]
 
-    async def note_retry(self, run_id: str) -> None:
-        """Count a chunk run that failed and will be tried again, if the run is active."""
-        await self._retried(keys=[self.keys.run(run_id)], args=[])
+    async def note_retry(self, run_id: str, index: int, attempt: Attempt) -> None:
+        """Count a chunk run that failed and will be tried again, if the run is active, and
+        keep its span in the run's timeline."""
+        span = _packed(index, attempt, time.time(), Outcome.RETRIED, None)
+        keys = [self.keys.run(run_id), self.keys.timeline(run_id)]
+        await self._retried(keys=keys, args=[self._ttl, span, SPANS_KEPT])
 
     async def finalise(self, run_id: str) -> EndResult:
         """Write the total of a sealed run from its stored partials, if it is still active.
@@ -282,11 +301,27 @@ class RunStore:
             chunks=chunks,
         )
 
-    async def fail_chunk(self, run_id: str, index: int, message: str) -> EndResult:
-        """Fail the run because chunk ``index`` can't be summed, and tell the submitter."""
+    async def fail_chunk(
+        self, run_id: str, index: int, message: str, attempt: Attempt | None = None
+    ) -> EndResult:
+        """Fail the run because chunk ``index`` can't be summed, and tell the submitter.
+
+        Args:
+            attempt: the chunk's failed run, if a worker ran it: kept in the run's timeline.
+        """
         message = bounded(message)
         entry = codec.dumps([index, None, message])
-        return await self.end(run_id, Status.FAILED, inbox_entry=entry, error=message)
+        worker = "" if attempt is None else attempt.worker
+        span = _packed(index, attempt, time.time(), Outcome.FAILED, None)
+        return await self.end(
+            run_id,
+            Status.FAILED,
+            inbox_entry=entry,
+            span=span,
+            error=message,
+            failed_chunk=index,
+            failed_worker=worker,
+        )
 
     async def cancel(self, run_id: str, reason: str) -> EndResult:
         """Cancel an active run and wake its submitter (its queued jobs are the queue's)."""
@@ -306,16 +341,19 @@ class RunStore:
         *,
         inbox_entry: bytes = b"",
         only_if_lapsed: bool = False,
+        span: bytes = b"",
         **fields: object,
     ) -> EndResult:
         """Move an active run to ``status`` with ``fields``; say what that found.
 
         Args:
             only_if_lapsed: end it only if its submitter's lease lapsed before sealing it.
+            span: a packed span (app.timeline) to add to the run's timeline as it ends.
         """
         channels = [self.keys.ended_channel(run_id), self.keys.ends_channel, run_id]
         condition = "lapsed" if only_if_lapsed else ""
         args: list[Any] = [self._ttl, status.value, _now(), inbox_entry, *channels, condition]
+        args += [span, SPANS_KEPT]
         if "error" in fields:  # stored, shown and raised again: never a whole pipeline
             fields["error"] = bounded(str(fields["error"]))
         for name, value in fields.items():
@@ -346,9 +384,11 @@ class RunStore:
             status, *found = await pipe.execute()
         return (None if status is None else Status(status.decode())), (found[0] if found else [])
 
-    async def recent(self, limit: int) -> list[RunStatus]:
-        """Return up to ``limit`` runs, newest first (runs whose hash expired are skipped)."""
-        run_ids = [r.decode() for r in await self.redis.zrevrange(self.keys.runs, 0, limit - 1)]
+    async def recent(self, limit: int, offset: int = 0) -> list[RunStatus]:
+        """Return up to ``limit`` runs, newest first, skipping the ``offset`` newest (runs
+        whose hash expired are skipped too)."""
+        newest = await self.redis.zrevrange(self.keys.runs, offset, offset + limit - 1)
+        run_ids = [run_id.decode() for run_id in newest]
         async with self.redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
                 pipe.hgetall(self.keys.run(run_id))
@@ -359,10 +399,22 @@ class RunStore:
             if raw
         ]
 
+    async def count(self) -> int:
+        """Return how many runs the index holds (some may have expired since it was pruned)."""
+        return int(await self.redis.zcard(self.keys.runs))
+
+    async def timeline(self, run_id: str) -> list[Span]:
+        """Return the spans the run's timeline kept, in the order they ended (app.timeline)."""
+        entries = await cast(
+            Awaitable[list[bytes]], self.redis.lrange(self.keys.timeline(run_id), 0, -1)
+        )
+        return [Span.unpack(entry) for entry in entries]
+
     async def has_traces(self, run_id: str) -> bool:
         """Return whether any key of the run besides its hash is left (its partials, its
         inbox, its sender's lease): then the run existed, and Redis lost its hash."""
-        _, *others = self.keys.run_keys(run_id)
+        # not the timeline: it outlives the hash by a moment if the run never ended
+        _, *others, _ = self.keys.run_keys(run_id)
         return bool(await self.redis.exists(*others))
 
     async def read(self, run_id: str) -> RunStatus:
@@ -378,6 +430,13 @@ class RunStore:
 
 def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _packed(
+    index: int, attempt: Attempt | None, now: float, outcome: Outcome, numbers: int | None
+) -> bytes:
+    """Return chunk ``index``'s span, packed for a script ('' for no attempt: no span)."""
+    return b"" if attempt is None else Span(index, attempt, now, outcome, numbers).pack()
 
 
 def _now() -> str:

@@ -19,6 +19,7 @@ from app.faults import describe
 from app.metrics import CHUNK_SECONDS, DONE, DUPLICATE, FAILED, NUMBERS, RETRIED
 from app.queue import ChunkQueue
 from app.runs import EndResult, Recorded, RunStore
+from app.timeline import Attempt
 
 logger = logging.getLogger(__name__)
 RUNS = "runs"  # ctx: the RunStore
@@ -27,6 +28,7 @@ RUN_ENDS = "run_ends"  # ctx: a RunEnds, under `chunksum worker` only
 # ctx, under `chunksum worker` only: the ids of jobs their own record script finished, which
 # the worker then doesn't finish again (app.worker.chunksum_worker)
 FINISHED_JOBS = "finished_jobs"
+WORKER_NAME = "worker_name"  # ctx: the worker's heartbeat id, for its runs' timelines
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
 RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
 FINALISE_GRACE_S = 2.0  # how long the submitter has to write a complete run's total
@@ -54,19 +56,23 @@ async def sum_chunk(ctx: dict[str, Any], *, run_id: str, index: int, parts: obje
     try:
         partial, count = chunk_sum(parts)
     except Exception as exc:
-        await sum_failed(ctx, run_id, index, exc)
+        await sum_failed(ctx, run_id, index, exc, time.perf_counter() - started)
         raise
     return await record(ctx, run_id, index, partial, count, started)
 
 
-async def sum_failed(ctx: dict[str, Any], run_id: str, index: int, exc: Exception) -> None:
-    """Act on a chunk whose sum raised ``exc``: a payload that can't be read fails the run;
-    anything else is retried with backoff (raising Retry), until CHUNK_TRIES."""
+async def sum_failed(
+    ctx: dict[str, Any], run_id: str, index: int, exc: Exception, took_s: float = 0.0
+) -> None:
+    """Act on a chunk whose sum raised ``exc`` (``took_s`` into its job): a payload that
+    can't be read fails the run; anything else is retried with backoff (raising Retry),
+    until CHUNK_TRIES."""
     runs: RunStore = ctx[RUNS]
+    ran = attempt(ctx, took_s)
     if isinstance(exc, PayloadError):
-        await fail(runs, run_id, index, f"chunk {index} can't be summed: {exc}")
+        await fail(runs, run_id, index, f"chunk {index} can't be summed: {exc}", ran)
     else:
-        await retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
+        await retry_or_fail(runs, run_id, index, ran, exc)
 
 
 def chunk_sum(parts: object) -> tuple[ExactSum, int]:
@@ -91,8 +97,9 @@ async def record(
     finish = None if finished is None else cast(ChunkQueue, ctx[QUEUE]).job_finish(ctx["job_id"])
     try:
         took_s = time.perf_counter() - started
+        ran = attempt(ctx, took_s)
         recorded = await runs.record(
-            run_id, index, partial, count=count, seconds=took_s, finish=finish
+            run_id, index, partial, count=count, seconds=took_s, finish=finish, attempt=ran
         )
         if finished is not None and recorded in (Recorded.NOTHING, Recorded.RECORDED):
             finished.add(ctx["job_id"])  # record.lua finished the job: see its reply
@@ -108,10 +115,23 @@ async def record(
     return recorded is not Recorded.NOTHING
 
 
-async def fail(runs: RunStore, run_id: str, index: int, message: str) -> None:
+def attempt(ctx: dict[str, Any], took_s: float) -> Attempt:
+    """Return who runs this chunk job, since when (``took_s`` ago), on which try."""
+    started_s = time.time() - took_s
+    return Attempt(worker=worker_name(ctx), started_s=started_s, job_try=ctx.get("job_try", 1))
+
+
+def worker_name(ctx: dict[str, Any]) -> str:
+    """Return the name of the worker running a job, as its heartbeat gives it."""
+    # none in the ctx of a worker without app.worker.hooks (some tests' workers)
+    name: str = ctx.get(WORKER_NAME, "unnamed")
+    return name
+
+
+async def fail(runs: RunStore, run_id: str, index: int, message: str, ran: Attempt) -> None:
     """Fail the run because chunk ``index`` can't be summed, however often it is tried."""
     FAILED.inc()
-    await runs.fail_chunk(run_id, index, message)
+    await runs.fail_chunk(run_id, index, message, ran)
 
 
 async def act_on(ctx: dict[str, Any], runs: RunStore, run_id: str, recorded: Recorded) -> None:
@@ -159,14 +179,14 @@ def account(
 
 
 async def retry_or_fail(
-    runs: RunStore, run_id: str, index: int, tries: int, exc: Exception
+    runs: RunStore, run_id: str, index: int, ran: Attempt, exc: Exception
 ) -> None:
     """Retry a chunk that failed unexpectedly, with backoff; after CHUNK_TRIES, fail the run."""
+    tries = ran.job_try
     if tries < CHUNK_TRIES:
         RETRIED.inc()
-        await runs.note_retry(run_id)
+        await runs.note_retry(run_id, index, ran)
         raise Retry(defer=RETRY_BASE_S * 2 ** (tries - 1)) from exc
     error = f"{type(exc).__name__}: {describe(exc)}"
-    await fail(
-        runs, run_id, index, f"chunk {index} failed {tries} times on the workers, last with {error}"
-    )
+    message = f"chunk {index} failed {tries} times on the workers, last with {error}"
+    await fail(runs, run_id, index, message, ran)

@@ -19,7 +19,7 @@ from app.parquet import sum_row_group
 from app.remote import ObjectStamp
 from app.remote import sum_url_range as sum_url_range_of
 from app.runs import RunStore
-from jobs.chunks import RUNS, fail, record, retry_or_fail
+from jobs.chunks import RUNS, attempt, fail, record, retry_or_fail
 
 Summed = tuple[ExactSum, int]  # a chunk's exact sum, and how many numbers it held
 
@@ -192,9 +192,9 @@ async def _sum_in_thread(
     try:
         partial, count = await asyncio.to_thread(sums, *args)
     except FileInputError as exc:
-        await fail(runs, run_id, index, str(exc))
+        await fail(runs, run_id, index, str(exc), attempt(ctx, time.perf_counter() - started))
         raise
     except Exception as exc:
-        await retry_or_fail(runs, run_id, index, ctx.get("job_try", 1), exc)
+        await retry_or_fail(runs, run_id, index, attempt(ctx, time.perf_counter() - started), exc)
         raise
     return await record(ctx, run_id, index, partial, count, started)

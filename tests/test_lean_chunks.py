@@ -28,7 +28,8 @@ async def test_claimed_chunks_are_recorded_together_without_arqs_job_run(
     settings: Settings, redis: ArqRedis, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run's chunks, claimed in a batch, are summed and recorded a script call per batch
-    (fewer calls than chunks), none through arq's per-job run; every job is finished."""
+    (fewer calls than chunks), none through arq's per-job run; every job is finished, and
+    each chunk's span is in the run's timeline, on the worker, from its claim."""
     calls: list[int] = []
     record_chunks = RunStore.record_chunks
 
@@ -48,7 +49,13 @@ async def test_claimed_chunks_are_recorded_together_without_arqs_job_run(
             return worker.jobs_complete == CHUNKS
 
         await eventually(all_counted, what="the worker to count every chunk")
+        (live,) = await client.workers()
     assert result.total == sum(range(10_000))
+    spans = await client.runs.timeline(result.run_id)
+    assert sorted(span.chunk for span in spans) == list(range(CHUNKS))
+    assert {(span.attempt.worker, span.attempt.job_try) for span in spans} == {(live.worker_id, 1)}
+    assert all(span.attempt.started_s <= span.finished_s for span in spans)
+    assert sum(span.numbers or 0 for span in spans) == 10_000
     assert sum(calls) == CHUNKS
     assert len(calls) < CHUNKS
     assert await redis.keys("arq:*") == []  # records, in-progress marks, try counts: gone

@@ -16,11 +16,13 @@ from app.exact import ExactSum
 from app.keys import Keys, job_id
 from app.queue import ChunkQueue, JobFinish
 from app.runs import ChunkRecord, EndResult, Recorded, RunStore, Status
+from app.timeline import Attempt
 from tests.harness import create_run
 
 RUN = "run1"
 TTL_S = 100.5  # RunStore rounds it up to 101 s
 KEYS = Keys("test")
+ATTEMPT = Attempt(worker="host:1:abc", started_s=1_000.0, job_try=1)
 T = TypeVar("T")
 
 
@@ -412,11 +414,11 @@ async def test_chunk_timings_and_retries_add_up(store: RunStore) -> None:
     await store.record(RUN, 0, ExactSum.of(1, 0, 0), count=1, seconds=0.25)
     await store.record(RUN, 1, ExactSum.of(1, 0, 0), count=1, seconds=1.5)
     await store.record(RUN, 1, ExactSum.of(1, 0, 0), count=1, seconds=9.0)  # a repeat: not counted
-    await store.note_retry(RUN)
+    await store.note_retry(RUN, 2, ATTEMPT)
     run = await store.read(RUN)
     assert (run.chunk_seconds, run.chunk_seconds_max, run.retried_chunks) == (1.75, 1.5, 1)
     await store.end(RUN, Status.CANCELLED)
-    await store.note_retry(RUN)
+    await store.note_retry(RUN, 2, ATTEMPT)
     assert (await store.read(RUN)).retried_chunks == 1
 
 

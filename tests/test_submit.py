@@ -89,11 +89,13 @@ async def test_classic_example_stores_the_total(
 async def test_nothing_but_the_run_hash_is_left(
     client: Client, redis: ArqRedis, worker: Worker, settings: Settings
 ) -> None:
-    """After a run only its hash remains: no partials, inbox or arq job keys."""
+    """After a run only its hash and its timeline remain, expiring together: no partials,
+    inbox or arq job keys."""
     result = await client.submit(list(range(1000)), chunks=10, timeout=30)
-    expected = [client.keys.run(result.run_id)]
+    run, timeline = client.keys.run(result.run_id), client.keys.timeline(result.run_id)
+    expected = sorted([run, timeline])
     assert await settled_keys(redis, settings, expected) == expected
-    assert await redis.ttl(client.keys.run(result.run_id)) > 0
+    assert 0 < await redis.ttl(run) == await redis.ttl(timeline)
 
 
 async def test_float_total_is_the_correctly_rounded_exact_sum(
@@ -212,7 +214,9 @@ async def test_bad_item_late_in_a_stream_fails_the_run(
     assert stored[b"status"] == b"failed"
     assert f"item {late}".encode() in stored[b"error"]
     assert b"total" not in stored
-    assert await settled_keys(redis, settings, [runs[0].decode()]) == [runs[0].decode()]
+    (run,) = await client.recent_runs(1)
+    expected = sorted([client.keys.run(run.run_id), client.keys.timeline(run.run_id)])
+    assert await settled_keys(redis, settings, expected) == expected
 
 
 async def test_bad_item_in_the_first_batch_writes_nothing(

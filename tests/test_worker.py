@@ -467,12 +467,20 @@ async def test_transient_chunk_failure_is_retried(
     client: Client, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chunk that raises unexpectedly is retried with backoff, the total stays exact, and
-    the run counts the retries."""
+    the run counts the retries; its timeline has each try, on the worker that ran it."""
     monkeypatch.setattr("jobs.chunks.RETRY_BASE_S", 0.01)
     monkeypatch.setattr(codec, "sum_parts", failing_sum_parts(2))
     result = await client.submit(range(100), chunks=1, timeout=20)
     assert result.total == 4950
     assert (await client.status(result.run_id)).retried_chunks == 2
+    (live,) = await client.workers()
+    spans = await client.runs.timeline(result.run_id)
+    assert [(s.attempt.job_try, s.outcome, s.numbers) for s in spans] == [
+        (1, "retried", None),
+        (2, "retried", None),
+        (3, "done", 100),
+    ]
+    assert {s.attempt.worker for s in spans} == {live.worker_id}
 
 
 @pytest.mark.timeout(30)
@@ -485,3 +493,8 @@ async def test_chunk_that_keeps_failing_fails_the_run(
     with pytest.raises(RunFailedError, match=r"chunk 0 failed 4 times .*with RuntimeError: boom 4"):
         await client.submit(range(100), chunks=1, timeout=20)
     assert await redis.zcard(client.keys.queue) == 0
+    (run,) = await client.recent_runs(1)
+    (live,) = await client.workers()
+    assert (run.failed_chunk, run.failed_worker) == (0, live.worker_id)
+    spans = await client.runs.timeline(run.run_id)
+    assert [(s.attempt.job_try, s.outcome) for s in spans][-1] == (4, "failed")

@@ -11,3 +11,22 @@ end
 local function expire(key, ttl)
   if ttl ~= '' then redis.call('EXPIRE', key, ttl) end
 end
+
+-- Append chunks' spans to the run's timeline (app.timeline) in one RPUSH, the list expiring
+-- with the run. spans is {index, span, ...}: a span '' is none; of chunks with an index (done
+-- ones; '' for a retry or a failure) every 'span_stride'-th only; nothing past `room` spans.
+local function keep_spans(run, timeline, ttl, room, spans)
+  local stride = tonumber(redis.call('HGET', run, 'span_stride')) or 1
+  local kept = {}
+  for i = 1, #spans, 2 do
+    local index, span = spans[i], spans[i + 1]
+    if span ~= '' and (index == '' or tonumber(index) % stride == 0) then
+      kept[#kept + 1] = span
+    end
+  end
+  if #kept == 0 then return end
+  local free = tonumber(room) - redis.call('LLEN', timeline)
+  if free <= 0 then return end
+  if #kept > free then kept = {unpack(kept, 1, free)} end
+  if redis.call('RPUSH', timeline, unpack(kept)) == #kept then expire(timeline, ttl) end
+end

@@ -17,7 +17,7 @@ from app.runs import RunStore
 from app.settings import Settings
 from app.worker.chunksum_worker import WORKER, ChunksumWorker
 from app.worker.wakeup import QueueWaker
-from jobs.chunks import QUEUE, RUNS
+from jobs.chunks import QUEUE, RUNS, WORKER_NAME
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -38,6 +38,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     await waker.start()
     ctx["heartbeat"] = heartbeat = Heartbeat(redis, keys, None if worker is None else worker.stats)
     heartbeat.start()
+    ctx[WORKER_NAME] = heartbeat.worker_id  # its runs' timelines name it so (app.timeline)
 
 
 async def job_start(ctx: dict[str, Any]) -> None:

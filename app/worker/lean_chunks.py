@@ -32,8 +32,18 @@ from app.connection import REDIS_FAULTS
 from app.faults import describe
 from app.queue import ChunkQueue
 from app.runs import ChunkRecord, Recorded, RunStore
+from app.timeline import Attempt
 from app.worker.loaded_jobs import JobRun, Loaded, LoadedJobs, job_ref
-from jobs.chunks import QUEUE, RUNS, account, act_on, chunk_sum, sum_chunk, sum_failed
+from jobs.chunks import (
+    QUEUE,
+    RUNS,
+    account,
+    act_on,
+    chunk_sum,
+    sum_chunk,
+    sum_failed,
+    worker_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +122,9 @@ class LeanChunks(LoadedJobs):
         ref = job_ref(run, function)
         self.log_start(run, ref)
         finish = queue.job_finish(job.job_id)
-        chunk = ChunkRecord(index, partial, count=count, seconds=seconds, finish=finish)
+        # for its run's timeline: started as its sum did (start_ms is rounded to the ms)
+        ran = Attempt(worker_name(self.ctx), time.time() - seconds, loaded.job_try)
+        chunk = ChunkRecord(index, partial, count, seconds=seconds, finish=finish, attempt=ran)
         return Summed(run, ref, run_id, chunk)
 
     @property
