@@ -121,6 +121,14 @@ def _add_cluster_commands(command: Command) -> None:
     dashboard = command("dashboard", _dashboard, "serve the live web dashboard")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on")
     dashboard.add_argument("--port", type=int, default=8000, help="port to listen on")
+    dashboard.add_argument(
+        "--public",
+        action="store_true",
+        help="let anyone who reaches it view, without a token (beyond 127.0.0.1 one is needed)",
+    )
+    dashboard.add_argument(
+        "--public-metrics", action="store_true", help="serve /metrics without a token"
+    )
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -278,7 +286,13 @@ def _workers(args: argparse.Namespace, settings: Settings) -> int:
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from app.dashboard import serve  # imported here: only the dashboard serves HTTP
 
-    serve(settings, host=args.host, port=args.port)
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        public=args.public,
+        public_metrics=args.public_metrics,
+    )
     return 0
 
 

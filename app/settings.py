@@ -37,6 +37,8 @@ class Settings:
     wait_replicas: int | None = None
     # the bearer token that lets the dashboard cancel runs; None: read-only
     dashboard_token: str | None = field(default=None, repr=False)
+    # the token the dashboard asks viewers for (app.dashboard_access); None: none on loopback
+    dashboard_read_token: str | None = field(default=None, repr=False)
     # run on a Redis whose maxmemory-policy may evict any key (allkeys-*): see app.eviction
     allow_eviction: bool = False
 
@@ -127,6 +129,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_chunk_bytes": int,
     "wait_replicas": _optional_int,
     "dashboard_token": _optional_text,
+    "dashboard_read_token": _optional_text,
     "allow_eviction": _flag,
 }
 

@@ -29,6 +29,7 @@ RUN_ENDS = "run_ends"  # ctx: a RunEnds, under `chunksum worker` only
 # the worker then doesn't finish again (app.worker.chunksum_worker)
 FINISHED_JOBS = "finished_jobs"
 WORKER_NAME = "worker_name"  # ctx: the worker's heartbeat id, for its runs' timelines
+JOB_STARTED_S = "job_started_s"  # ctx: time.time() as the job started (app.worker.hooks)
 CHUNK_TRIES = 4  # runs of a chunk that raises unexpectedly, before its run fails
 RETRY_BASE_S = 0.5  # then 1 s, 2 s between tries
 FINALISE_GRACE_S = 2.0  # how long the submitter has to write a complete run's total
@@ -116,8 +117,10 @@ async def record(
 
 
 def attempt(ctx: dict[str, Any], took_s: float) -> Attempt:
-    """Return who runs this chunk job, since when (``took_s`` ago), on which try."""
-    started_s = time.time() - took_s
+    """Return who runs this chunk job, since when (as it started, else ``took_s`` ago), on
+    which try."""
+    # no start in the ctx of a worker without app.worker.hooks (some tests' workers)
+    started_s = ctx.get(JOB_STARTED_S) or time.time() - took_s
     return Attempt(worker=worker_name(ctx), started_s=started_s, job_try=ctx.get("job_try", 1))
 
 

@@ -5,6 +5,7 @@ They serve both ``chunksum worker`` (a :class:`ChunksumWorker`, which gets the r
 notices and reports its job counts in its heartbeat) and a plain ``arq`` worker.
 """
 
+import time
 from typing import Any
 
 from app.connection import close_sentinels, keep_alive, redis_name
@@ -17,7 +18,7 @@ from app.runs import RunStore
 from app.settings import Settings
 from app.worker.chunksum_worker import WORKER, ChunksumWorker
 from app.worker.wakeup import QueueWaker
-from jobs.chunks import QUEUE, RUNS, WORKER_NAME
+from jobs.chunks import JOB_STARTED_S, QUEUE, RUNS, WORKER_NAME
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -42,7 +43,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def job_start(ctx: dict[str, Any]) -> None:
-    """Take a lease on the job, so that if this worker dies another takes it soon (app.lease)."""
+    """Take a lease on the job, so that if this worker dies another takes it soon (app.lease),
+    and note when it started (for its run's timeline)."""
+    ctx[JOB_STARTED_S] = time.time()
     settings: Settings = ctx["settings"]
     ctx["lease"] = lease = Lease(
         ctx["redis"], arq_in_progress_key(ctx["job_id"]), lease_s=settings.lease_s
