@@ -168,4 +168,6 @@ def serve(
     viewing = "viewing needs a token" if access.guarded else "anyone who reaches it may view"
     cancelling = "cancelling with the cancel token" if settings.dashboard_token else "read-only"
     print(f"chunksum dashboard on http://{host}:{port}/ ({viewing}; {cancelling})", file=sys.stderr)
-    uvicorn.run(create_app(settings, access), host=host, port=port, log_level="warning")
+    app = create_app(settings, access)
+    # open pages' event streams never end by themselves: don't wait on them for ever to stop
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)

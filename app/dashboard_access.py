@@ -31,7 +31,7 @@ COOKIE = "chunksum-dashboard"
 SIGN_IN_PATH = "/sign-in"
 METRICS_PATH = "/metrics"
 SIGN_IN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>chunksum: sign in</title></head>
+<title>chunksum: sign in</title><link rel="icon" href="data:,"></head>
 <body style="font: 14px system-ui, sans-serif; margin: 3rem auto; max-width: 26rem">
 <h1 style="font-size: 1.2rem">chunksum dashboard</h1><p>{note}</p>
 <form method="post" action="/sign-in"><label>Token <input name="token" type="password"

@@ -2,14 +2,16 @@
 
 The snapshot (every ``REFRESH_S``) holds the newest ``RUNS_SHOWN`` runs, the workers, the
 queue depth and the throughput of the last minutes; every open page gets it as a server-sent
-event, so any number of pages cost Redis one read per refresh. The run history (every
-``HISTORY_REFRESH_S``) holds the duration and numbers of up to ``HISTORY_RUNS`` retained
-runs, and the errors of the failed and cancelled ones; pages fetch it as they need it.
+event, so any number of pages cost Redis one read per refresh. The run history holds the
+duration and numbers of up to ``HISTORY_RUNS`` retained runs, and the errors of the failed
+and cancelled ones; it is read every ``HISTORY_REFRESH_S``, or ``HISTORY_SOON_S`` after one
+of the snapshot's runs ends, and pages fetch it as they need it.
 """
 
 import asyncio
 import contextlib
 import itertools
+import math
 import time
 from collections import deque
 from dataclasses import asdict
@@ -27,6 +29,7 @@ REFRESH_S = 1.0
 RUNS_SHOWN = 50  # the snapshot's runs: the runs list's first page
 THROUGHPUT_POINTS = 300  # snapshots of throughput kept: five minutes at REFRESH_S
 HISTORY_REFRESH_S = 10.0
+HISTORY_SOON_S = 2.0  # as a run ends: the history is read again this soon, not sooner
 HISTORY_RUNS = 10_000  # runs in the run-history chart, newest first
 ERRORS_SHOWN = 100  # failed and cancelled runs listed, newest first
 
@@ -42,6 +45,7 @@ class DashboardState:
         # (time, chunks done, numbers done) over the snapshot's runs
         self.done: deque[tuple[float, int, int]] = deque(maxlen=THROUGHPUT_POINTS)
         self.changed = asyncio.Condition()
+        self.ended: frozenset[str] = frozenset()  # the snapshot's ended runs
         self.registry = CollectorRegistry()
         self._runs = Gauge(
             "chunksum_runs", "Runs retained, by status", ["status"], registry=self.registry
@@ -63,6 +67,7 @@ class DashboardState:
         # chunks recorded, from the runs themselves (heartbeats lag by up to a beat)
         chunks = sum(run.done_chunks for run in runs)
         self.done.append((now, chunks, sum(run.done_numbers for run in runs)))
+        self.ended = frozenset(run.run_id for run in runs if not run.status.active)
         self.snapshot = {
             "ready": True,
             "time": now,
@@ -90,13 +95,16 @@ class DashboardState:
     async def run(self, stopping: asyncio.Event) -> None:
         """Refresh every REFRESH_S (the history every HISTORY_REFRESH_S) until ``stopping``
         is set; ride out Redis outages."""
-        history_due = 0.0
+        history_read, history_of = -math.inf, None
         while not stopping.is_set():
             with contextlib.suppress(*LOST_REDIS, ChunksumError):  # shown as stale meanwhile
                 await self.refresh()
-                if time.monotonic() >= history_due:
+                since_s = time.monotonic() - history_read
+                if since_s >= HISTORY_REFRESH_S or (
+                    self.ended != history_of and since_s >= HISTORY_SOON_S
+                ):
+                    history_read, history_of = time.monotonic(), self.ended
                     await self.refresh_history()
-                    history_due = time.monotonic() + HISTORY_REFRESH_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), REFRESH_S)
 
@@ -123,6 +131,7 @@ def history(runs: list[RunStatus]) -> dict[str, Any]:
         "status": [run.status.value for run in ended],
         "errors": [_error(run) for run in errors[:ERRORS_SHOWN]],
         "errors_total": len(errors),
+        "runs_read": len(runs),
     }
 
 

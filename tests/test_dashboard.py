@@ -35,7 +35,11 @@ async def served(settings: Settings, access: Access) -> AsyncIterator[str]:
     """Serve the dashboard on a free port until the block exits; yield its URL."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, access), host="127.0.0.1", port=port, log_level="error"
+        create_app(settings, access),
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        timeout_graceful_shutdown=1,  # a page's event stream never ends by itself
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())

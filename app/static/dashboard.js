@@ -102,7 +102,7 @@ async function loadHistory() {
     historyChart ??= makeHistory();
     historyChart.setData([historyData.created, historyData.seconds, historyData.numbers]);
     document.getElementById("history-note").textContent =
-      `${historyData.created.length.toLocaleString()} ended runs (of the newest 10,000 retained); refreshed every 10 s`;
+      `${historyData.created.length.toLocaleString()} ended runs of the ${historyData.runs_read.toLocaleString()} newest retained; read every 10 s, and soon after a run ends`;
   });
   renderErrors();
 }
@@ -230,8 +230,9 @@ function renderErrors() {
     rows.push(tr);
   }
   document.getElementById("errors").replaceChildren(...rows);
-  const total = historyData?.errors_total ?? rows.length;
-  document.getElementById("errors-note").textContent = rows.length ? `${total.toLocaleString()} failed or cancelled runs retained` : "none retained";
+  const total = Math.max(historyData?.errors_total ?? 0, rows.length);
+  document.getElementById("errors-note").textContent = !rows.length ? "none retained"
+    : `${total.toLocaleString()} failed or cancelled runs retained` + (total > rows.length ? `; the newest ${rows.length} listed` : "");
 }
 
 function renderWorkers(workers, now) {
