@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from tests.harness import (
     run_ids,
     worker_command,
 )
+from tests.test_dashboard import fetch
 
 SUBPROCESS_TIMEOUT_S = 60
 PROCFILE_TIMEOUT_S = 30
@@ -354,14 +356,50 @@ def test_run_with_a_redis_url_uses_that_redis(settings: Settings) -> None:
 # The Procfile: its worker command must find the code and the queue the client uses.
 
 
+def procfile_command(process: str) -> list[str]:
+    """Return the Procfile's command for ``process`` (worker, web), split into arguments."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return shlex.split(command)
+    raise AssertionError(f"the Procfile has no {process}: line")
+
+
 @pytest.fixture
 def procfile_worker() -> list[str]:
     """Return the Procfile's `worker:` command, split into arguments."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == "worker":
-            return shlex.split(command)
-    raise AssertionError("the Procfile has no worker: line")
+    return procfile_command("worker")
+
+
+@pytest.mark.timeout(60)
+async def test_procfile_web_needs_a_token_to_view(settings: Settings) -> None:
+    """The Procfile's web command (bound to 0.0.0.0) won't start without a token to ask
+    viewers for; with CHUNKSUM_DASHBOARD_READ_TOKEN it answers 401 without it, 200 with it."""
+    port = free_port()
+    command = [arg.replace("${PORT:-8000}", str(port)) for arg in procfile_command("web")]
+    assert command[:2] == ["chunksum", "dashboard"]
+    env = clean_env(**settings.to_env())
+    refused = await asyncio.to_thread(chunksum, *command[1:], env=env)
+    assert refused.returncode == 1
+    assert "CHUNKSUM_DASHBOARD_READ_TOKEN" in refused.stderr
+    env["CHUNKSUM_DASHBOARD_READ_TOKEN"] = "procfile-token"
+    web = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", *command[1:], env=env, cwd=ROOT
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/state"
+
+        async def answering() -> int | None:
+            try:
+                return (await fetch(url))[0]
+            except urllib.error.URLError:  # not listening yet
+                return None
+
+        assert await eventually(answering, timeout_s=20, what="the web process") == 401
+        assert (await fetch(url, token="procfile-token"))[0] == 200
+    finally:
+        web.terminate()
+        await asyncio.wait_for(web.wait(), 15)
 
 
 @pytest.mark.timeout(90)
