@@ -154,6 +154,7 @@ function renderRuns() {
 }
 
 async function turnPage(delta) {
+  if (!state) return;
   offset = Math.max(0, offset + delta);
   olderPage = offset === 0 ? null : await getJSON("/api/runs?offset=" + offset);
   renderRuns();
@@ -203,13 +204,20 @@ async function loadStream() {
   timed("chunksum task stream", () => TaskStream.draw(document.getElementById("stream"), spans));
   document.getElementById("stream-note").textContent = streamNote(run, spans);
   clearTimeout(streamTimer);
-  if (run.status === "queued" || run.status === "running") streamTimer = setTimeout(loadStream, STREAM_REFRESH_MS);
+  if (run.status === "queued" || run.status === "running") streamTimer = setTimeout(showStream, STREAM_REFRESH_MS);
+}
+
+function showStream() {
+  loadStream().catch((error) => {
+    document.getElementById("detail").hidden = false;
+    document.getElementById("stream-note").textContent = "could not load the run: " + error.message;
+  });
 }
 
 function select(runId) {
   selected = runId;
   if (state) renderRuns();
-  loadStream();
+  showStream();
 }
 
 // ---- errors and workers ------------------------------------------------------------------
