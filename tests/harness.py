@@ -187,3 +187,10 @@ async def create_run(runs: RunStore, run_id: str, *, chunks: int, count: int | N
         runs.add_create(pipe, run_id, chunks=chunks, sender_lease_s=None)
         runs.add_seal(pipe, run_id, chunks=chunks, count=count)
         await pipe.execute()
+
+
+async def expire_together(redis: ArqRedis, *keys: str) -> bool:
+    """Return whether every key has an expiry, all within 100 ms of each other (as set by
+    one script: PTTL, as TTL's rounding may split them across a second)."""
+    left_ms = [int(await redis.pttl(key)) for key in keys]
+    return min(left_ms) > 0 and max(left_ms) - min(left_ms) < 100

@@ -11,7 +11,15 @@ from arq.connections import ArqRedis
 
 from app.settings import Settings
 from app.submit import Client
-from tests.harness import ROOT, eventually, process_env, read_hash, run_ids, running_worker
+from tests.harness import (
+    ROOT,
+    eventually,
+    expire_together,
+    process_env,
+    read_hash,
+    run_ids,
+    running_worker,
+)
 
 # A submitter in a child process: python -c SUBMITTER <numbers>, where <numbers> is "sized"
 # (range(1000) in 4 slow chunks: sealed at once) or "stream" (a generator that yields a
@@ -95,7 +103,8 @@ async def test_stream_abandoned_mid_way_fails_and_leaves_no_jobs(
     orphaning: Settings, redis: ArqRedis
 ) -> None:
     """A submitter SIGKILLed while still streaming: once its lease lapses the run fails as
-    abandoned, its queued jobs are removed, and nothing of it stays but the run hash."""
+    abandoned, its queued jobs are removed, and nothing of it stays but the run hash and its
+    timeline (the two chunks summed), which expire together."""
     async with Client(orphaning) as client:
         process = await submitter(orphaning, "stream")
         run_id = await run_once(redis, client, b"status")
@@ -112,5 +121,7 @@ async def test_stream_abandoned_mid_way_fails_and_leaves_no_jobs(
         assert run.error is not None
         assert "abandoned" in run.error
         leftovers = await redis.keys(f"{orphaning.key_prefix}:*{run_id}*")
-        assert [key.decode() for key in leftovers] == [client.keys.run(run_id)]
+        run_key, timeline = client.keys.run(run_id), client.keys.timeline(run_id)
+        assert sorted(key.decode() for key in leftovers) == sorted([run_key, timeline])
+        assert await expire_together(redis, run_key, timeline)
         assert await redis.zcard(client.keys.queue) == 0

@@ -33,6 +33,7 @@ from app.redis_server import RedisServer
 from tests.harness import (
     ROOT,
     eventually,
+    expire_together,
     free_port,
     process_env,
     queue_holds,
@@ -95,7 +96,7 @@ async def test_nothing_but_the_run_hash_is_left(
     run, timeline = client.keys.run(result.run_id), client.keys.timeline(result.run_id)
     expected = sorted([run, timeline])
     assert await settled_keys(redis, settings, expected) == expected
-    assert 0 < await redis.ttl(run) == await redis.ttl(timeline)
+    assert await expire_together(redis, run, timeline)
 
 
 async def test_float_total_is_the_correctly_rounded_exact_sum(

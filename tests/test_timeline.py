@@ -11,7 +11,7 @@ from app.exact import ExactSum
 from app.keys import Keys
 from app.runs import ChunkRecord, Recorded, RunStore, Status
 from app.timeline import SAMPLED_CHUNKS, SPANS_KEPT, Attempt, Outcome, Span, stride
-from tests.harness import create_run
+from tests.harness import create_run, expire_together
 
 RUN = "run1"
 KEYS = Keys("test")
@@ -116,7 +116,7 @@ class TestRecording:
         await store.record(RUN, 0, ONE, count=1, attempt=attempt())
         assert 0 < await redis.ttl(KEYS.timeline(RUN)) <= 100
         await store.finalise(RUN)
-        assert await redis.ttl(KEYS.timeline(RUN)) == await redis.ttl(KEYS.run(RUN))
+        assert await expire_together(redis, KEYS.timeline(RUN), KEYS.run(RUN))
         assert len(await store.timeline(RUN)) == 1  # the end leaves it, as the run hash
 
     async def test_record_without_an_attempt_keeps_no_span(self, store: RunStore) -> None:
