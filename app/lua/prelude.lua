@@ -16,11 +16,13 @@ end
 -- with the run. spans is {index, span, ...}: a span '' is none; of chunks with an index (done
 -- ones; '' for a retry or a failure) every 'span_stride'-th only; nothing past `room` spans.
 local function keep_spans(run, timeline, ttl, room, spans)
-  local stride = tonumber(redis.call('HGET', run, 'span_stride')) or 1
-  local kept = {}
+  local stride, kept = nil, {}
   for i = 1, #spans, 2 do
     local index, span = spans[i], spans[i + 1]
-    if span ~= '' and (index == '' or tonumber(index) % stride == 0) then
+    if span ~= '' and index ~= '' then
+      stride = stride or tonumber(redis.call('HGET', run, 'span_stride')) or 1
+      if tonumber(index) % stride == 0 then kept[#kept + 1] = span end
+    elseif span ~= '' then
       kept[#kept + 1] = span
     end
   end
