@@ -30,6 +30,7 @@ from app.settings import Settings
 COOKIE = "chunksum-dashboard"
 SIGN_IN_PATH = "/sign-in"
 METRICS_PATH = "/metrics"
+MAX_SIGN_IN_BYTES = 4096  # a sign-in form's body: room for any token
 SIGN_IN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>chunksum: sign in</title><link rel="icon" href="data:,"></head>
 <body style="font: 14px system-ui, sans-serif; margin: 3rem auto; max-width: 26rem">
@@ -84,7 +85,13 @@ class Access:
 
     async def sign_in(self, request: Request) -> Response:
         """Set the viewing cookie for a right token posted by the sign-in form."""
-        form = parse_qs((await request.body()).decode(errors="replace"))
+        body = b""
+        async for piece in request.stream():  # read no more than a form with a token
+            body += piece
+            if len(body) > MAX_SIGN_IN_BYTES:
+                note = f"A sign-in form holds a token, at most {MAX_SIGN_IN_BYTES:,} bytes."
+                return HTMLResponse(SIGN_IN_PAGE.format(note=note), status_code=413)
+        form = parse_qs(body.decode(errors="replace"))
         token = form.get("token", [""])[0]
         for candidate in self.view_tokens:
             if hmac.compare_digest(token.encode(), candidate.encode()):

@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 
 from app.dashboard import create_app
-from app.dashboard_access import COOKIE, Access
+from app.dashboard_access import COOKIE, MAX_SIGN_IN_BYTES, Access
 from app.dashboard_state import REFRESH_S, RUNS_SHOWN, history
 from app.errors import RunFailedError, SettingsError
 from app.exact import ExactSum
@@ -263,6 +263,9 @@ async def test_the_sign_in_form_sets_a_cookie_for_the_page(guarded: str, client:
     assert "httponly" in headers["set-cookie"].lower()
     assert (await fetch(f"{guarded}/api/state", headers={"Cookie": cookie}))[0] == 200
     assert (await fetch(f"{guarded}/api/state", headers={"Cookie": f"{COOKIE}=forged"}))[0] == 401
+    big = b"token=" + b"x" * MAX_SIGN_IN_BYTES
+    status, _, headers = await fetch(f"{guarded}/sign-in", method="POST", headers=form, body=big)
+    assert (status, "set-cookie" in headers) == (413, False)
 
 
 async def test_the_read_token_does_not_cancel(guarded: str, client: Client) -> None:
