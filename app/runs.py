@@ -166,6 +166,7 @@ class RunStore:
         self.replicas = replicas or Replicas(0)
         self._ttl = "" if ttl_s is None else str(math.ceil(ttl_s))
         self._record = ScriptBatch(redis, scripts.source("record"))  # a worker's jobs' together
+        self._record_now = redis.register_script(scripts.source("record"))  # a batch already
         self._retried = redis.register_script(scripts.source("retried"))
 
     @classmethod
@@ -250,7 +251,8 @@ class RunStore:
             job = "" if chunk.finish is None else chunk.finish.job_id
             span = _packed(chunk.index, chunk.attempt, now, Outcome.DONE, chunk.count)
             args += [chunk.index, entry, f"{chunk.seconds:.6f}", job, chunk.count, span]
-        replies = await self._record(keys=keys, args=args)
+        record = self._record if len(chunks) == 1 else self._record_now
+        replies = await record(keys=keys, args=args)
         return [Recorded(reply) for reply in replies]
 
     async def note_retry(self, run_id: str, index: int, attempt: Attempt) -> None:

@@ -138,6 +138,10 @@ class LeanChunks(LoadedJobs):
         by_run: dict[str, list[Summed]] = defaultdict(list)
         for chunk in summed:
             by_run[chunk.run_id].append(chunk)
+        if len(by_run) == 1:  # the usual case: no task of its own
+            ((run_id, chunks),) = by_run.items()
+            await self._record_run(run_id, chunks)
+            return
         await asyncio.gather(
             *(self._record_run(run_id, chunks) for run_id, chunks in by_run.items())
         )
