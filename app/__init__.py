@@ -20,7 +20,7 @@ from app.errors import (
 )
 from app.files import TextFile
 from app.parquet import ParquetColumn
-from app.runs import RunStatus, Status
+from app.run_status import RunStatus, Status
 from app.settings import Settings
 from app.sources import TextStream
 from app.submit import Client, RunResult, submit, submit_sync

@@ -15,7 +15,7 @@ from app.bench import cli as bench_cli
 from app.errors import ChunksumError, WaitTimeoutError
 from app.keys import Keys
 from app.redis_server import redis_for
-from app.runs import RunStatus, Status
+from app.run_status import RunStatus, Status
 from app.settings import Settings
 from app.sources import FileOptions, command_line_input
 from app.submit import Client

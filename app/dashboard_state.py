@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from app.connection import LOST_REDIS
 from app.errors import ChunksumError
-from app.runs import RunStatus, Status
+from app.run_status import RunStatus, Status
 from app.submit import Client
 from app.timeline import SPANS_KEPT
 

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from app.exact import Total, json_total, total_text
 from app.heartbeat import WorkerInfo
-from app.runs import RunStatus
+from app.run_status import RunStatus
 from app.submission import RunResult
 
 

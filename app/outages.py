@@ -14,7 +14,8 @@ from app.connection import LOST_REDIS, Backoff, redis_name
 from app.errors import RedisUnavailableError, RunFailedError, RunLostError
 from app.faults import describe
 from app.queue import ChunkQueue
-from app.runs import RunStore, Status
+from app.run_status import Status
+from app.runs import RunStore
 from app.settings import Settings
 
 

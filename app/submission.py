@@ -26,7 +26,8 @@ from app.faults import describe, is_out_of_memory, redis_failure
 from app.lease import Lease
 from app.outages import Outages, run_lost
 from app.queue import ChunkJob, ChunkQueue
-from app.runs import EndResult, RunStatus, RunStore, Status
+from app.run_status import EndResult, RunStatus, Status
+from app.runs import RunStore
 from app.settings import Settings
 from app.sources import ChunkArgs, Input, plan_source
 

@@ -31,7 +31,8 @@ from app.heartbeat import WorkerInfo, live_workers
 from app.keys import Keys
 from app.outages import run_lost
 from app.queue import ChunkQueue
-from app.runs import EndResult, RunStatus, RunStore, Status
+from app.run_status import EndResult, RunStatus, Status
+from app.runs import RunStore
 from app.settings import Settings
 from app.sources import Input
 from app.submission import WAIT_SLICE_S, Progress, RunResult, Submission

@@ -18,7 +18,8 @@ from app.exact import ExactSum
 from app.faults import describe
 from app.metrics import CHUNK_SECONDS, DONE, DUPLICATE, FAILED, NUMBERS, RETRIED
 from app.queue import ChunkQueue
-from app.runs import EndResult, Recorded, RunStore
+from app.run_status import EndResult, Recorded
+from app.runs import RunStore
 from app.timeline import Attempt
 
 logger = logging.getLogger(__name__)

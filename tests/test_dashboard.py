@@ -19,7 +19,8 @@ from app.dashboard_access import COOKIE, MAX_SIGN_IN_BYTES, Access
 from app.dashboard_state import REFRESH_S, RUNS_SHOWN, history
 from app.errors import RunFailedError, SettingsError
 from app.exact import ExactSum
-from app.runs import RunStatus, RunStore, Status
+from app.run_status import RunStatus, Status
+from app.runs import RunStore
 from app.settings import Settings
 from app.submit import Client
 from app.timeline import Attempt

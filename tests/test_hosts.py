@@ -20,7 +20,7 @@ import pytest
 
 from app.heartbeat import BEAT_S, EXPIRES_S, WorkerInfo
 from app.keys import arq_in_progress_key, job_pattern
-from app.runs import RunStatus
+from app.run_status import RunStatus
 from app.settings import Settings
 from app.submit import Client
 from tests.cluster import (

@@ -11,7 +11,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.keys import arq_in_progress_key, arq_job_key, job_id
 from app.queue import ChunkJob, ChunkQueue
-from app.runs import ChunkRecord, Recorded, RunStore
+from app.run_status import Recorded
+from app.runs import ChunkRecord, RunStore
 from app.settings import Settings
 from app.sources import plan_source
 from app.submit import Client

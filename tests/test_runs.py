@@ -15,7 +15,8 @@ from app.errors import RunNotFoundError
 from app.exact import ExactSum
 from app.keys import Keys, job_id
 from app.queue import ChunkQueue, JobFinish
-from app.runs import ChunkRecord, EndResult, Recorded, RunStore, Status
+from app.run_status import EndResult, Recorded, Status
+from app.runs import ChunkRecord, RunStore
 from app.timeline import Attempt
 from tests.harness import create_run
 

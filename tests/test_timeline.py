@@ -9,7 +9,8 @@ from arq.connections import ArqRedis
 
 from app.exact import ExactSum
 from app.keys import Keys
-from app.runs import ChunkRecord, Recorded, RunStore, Status
+from app.run_status import Recorded, Status
+from app.runs import ChunkRecord, RunStore
 from app.timeline import SAMPLED_CHUNKS, SPANS_KEPT, Attempt, Outcome, Span, stride
 from tests.harness import create_run, expire_together
 

@@ -34,7 +34,8 @@ from app.keys import (
     arq_job_key,
     job_id,
 )
-from app.runs import EndResult, RunStore, Status
+from app.run_status import EndResult, Status
+from app.runs import RunStore
 from app.settings import Settings
 from app.submit import Client
 from app.worker import WorkerSettings, worker_settings

@@ -7,7 +7,7 @@
 -- deployment's ends channel, run id, 'lapsed' to end the run only if its submitter's lease
 -- lapsed before it sealed the run ('' to end it regardless), a span for the timeline ('' for
 -- none) and the timeline's room, then field/value pairs.
--- Returns an EndResult value (app.runs): 'ended', 'live', or the status the run already had
+-- Returns an EndResult value (app.run_status): 'ended', 'live', or the status the run already had
 -- ('missing' if it has none).
 local run, partials, inbox, sender, timeline = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ttl, new_status, now, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4]

@@ -8,7 +8,7 @@
 -- inbox entry, its seconds (added to the run's chunk_seconds, and kept in chunk_seconds_max
 -- if the longest yet), its job id ('' for none: the job is not finished here), its numbers
 -- (added to done_numbers) and its span for the timeline ('' for none).
--- Returns a Recorded value (app.runs) for each chunk. The run's 'enqueued' field is set
+-- Returns a Recorded value (app.run_status) for each chunk. The run's 'enqueued' field is set
 -- once every job is enqueued (the run is sealed). One chunk of the call at most is told to
 -- finalise (2) or abandon (3) the run, and its job is left unfinished: if its worker dies
 -- first, another runs the job again and does it.

@@ -31,7 +31,8 @@ from arq.worker import Function
 from app.connection import REDIS_FAULTS
 from app.faults import describe
 from app.queue import ChunkQueue
-from app.runs import ChunkRecord, Recorded, RunStore
+from app.run_status import Recorded
+from app.runs import ChunkRecord, RunStore
 from app.timeline import Attempt
 from app.worker.loaded_jobs import JobRun, Loaded, LoadedJobs, job_ref
 from jobs.chunks import (

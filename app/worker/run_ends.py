@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from app.runs import Status
+from app.run_status import Status
 
 logger = logging.getLogger(__name__)
 MAX_TALLIED_RUNS = 1000  # runs a worker keeps a tally of until it hears they ended
