@@ -25,7 +25,7 @@ from typing import Any
 
 from arq.jobs import SerializationError, deserialize_job_raw
 from arq.typing import WorkerCoroutine
-from arq.utils import ms_to_datetime, timestamp_ms
+from arq.utils import timestamp_ms
 from arq.worker import Function
 
 from app.connection import REDIS_FAULTS
@@ -176,13 +176,7 @@ class LeanChunks(LoadedJobs):
         """Finalise or abandon the run as ``recorded`` asks, under the job's lease, then
         finish the job (its record left it for this)."""
         run = summed.run
-        ctx = {
-            **self.ctx,
-            "job_id": run.job_id,
-            "job_try": run.job_try,
-            "enqueue_time": ms_to_datetime(run.enqueue_time_ms),
-            "score": run.score,
-        }
+        ctx = self.job_ctx(run)
         try:
             if self.on_job_start:
                 await self.on_job_start(ctx)

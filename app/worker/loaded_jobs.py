@@ -130,6 +130,16 @@ class LoadedJobs(Worker):
             return None
         return function
 
+    def job_ctx(self, run: JobRun) -> dict[str, Any]:
+        """Return the ctx arq hands a job's hooks and function: the worker's, and the job's."""
+        return {
+            **self.ctx,
+            "job_id": run.job_id,
+            "job_try": run.job_try,
+            "enqueue_time": ms_to_datetime(run.enqueue_time_ms),
+            "score": run.score,
+        }
+
     async def _failed(self, run: JobRun, exc: BaseException, *, ref: str | None = None) -> None:
         """Finish a job that failed before its function ran, as arq's ``job_failed``."""
         self.jobs_failed += 1
@@ -156,13 +166,7 @@ class LoadedJobs(Worker):
         # read where arq's run_job reads it (its module), when the job runs
         cron = isinstance(function, CronJob)
         keep_in_progress = arq_worker.keep_cronjob_progress if cron else None  # type: ignore[attr-defined]
-        ctx = {
-            **self.ctx,
-            "job_id": run.job_id,
-            "job_try": run.job_try,
-            "enqueue_time": ms_to_datetime(run.enqueue_time_ms),
-            "score": run.score,
-        }
+        ctx = self.job_ctx(run)
         if self.on_job_start:
             await self.on_job_start(ctx)
         run.start_ms = timestamp_ms()
