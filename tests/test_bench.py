@@ -91,9 +91,10 @@ async def arq_baseline(
 
 
 async def test_chunksum_sums_every_sized_workload_exactly(client: Client, worker: Worker) -> None:
-    """W1-W4 and W6 at a tiny scale give chunksum totals equal to their exact references;
-    W1, a few milliseconds long, runs W1_RUNS times per repeat."""
-    for name in ("W1", "W2", "W3", "W4", "W6"):
+    """W1-W4, W3list and W6 at a tiny scale give chunksum totals equal to their exact
+    references; W1, a few milliseconds long, runs W1_RUNS times per repeat."""
+    assert build("W3list", TINY).numbers == np.asarray(build("W3", TINY).numbers).tolist()
+    for name in ("W1", "W2", "W3", "W3list", "W4", "W6"):
         timing = await measure_chunksum(client, build(name, TINY), repeat=1)
         assert timing.correct, name
         assert len(timing.times_s) == (W1_RUNS if name == "W1" else 1)
@@ -253,17 +254,19 @@ def test_w4s_notes_give_its_ratio_to_w3_and_the_float_sums_cost(
     compiled: float, note: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """W4's notes give its time as a multiple of W3's and the exact float sum's ns a number,
-    the workers' path and NumPy's."""
+    the workers' path and NumPy's; W3list's, its time as a multiple of W3's."""
     monkeypatch.setattr("app.bench.report.PIPED_WIDTH", 400)  # one line per row, for the asserts
     numbers: dict[str, float] = {"numbers": 10**7, "chunks": 100}
     floats = {"float_sum_ns": 1.6, "float_sum_numpy_ns": 7.4, "float_sum_compiled": compiled}
     results = {
         "W3": {"chunksum": Timing((0.2,), True, numbers)},
+        "W3list": {"chunksum": Timing((0.3,), True, numbers)},
         "W4": {"chunksum": Timing((0.25,), True, numbers | floats)},
     }
     report = Report(MACHINE, {"workers": 2, "repeat": 1, "scale": 1.0}, results)
     text = render(report, as_json=False)
     assert "1.25x W3's time; " + note in text
+    assert "1.50x W3's time" in text  # W3list's, the same numbers from a Python list
     assert json.loads(render(report, as_json=True))["workloads"]["W4"]["chunksum"][
         "float_sum_ns"
     ] == pytest.approx(1.6)

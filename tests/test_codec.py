@@ -161,9 +161,10 @@ def test_float_specials_round_trip() -> None:
         [2**80, 1e-3, np.float32(0.1), np.int16(-7)],
         [np.int64(5), np.uint64(2**64 - 1), 1.5],
         [0.1, 0.2, 0.3],
+        (4, 2.0),  # a float that an int conversion would take for an int: still a float
     ],
 )
-def test_mixed_lists_sum_to_the_correctly_rounded_float(values: list[object]) -> None:
+def test_mixed_lists_sum_to_the_correctly_rounded_float(values: Sequence[object]) -> None:
     """Mixing ints and floats gives a float equal to the exact sum rounded once."""
     total = round_trip(values)
     assert type(total) is float

@@ -64,8 +64,9 @@ from app.settings import Settings
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
 
-SIZED = ("W1", "W1i", "W2", "W3", "W4", "W6")
+SIZED = ("W1", "W1i", "W2", "W3", "W3list", "W4", "W6")
 NAIVE = ("W1", "W1i", "W2", "W3", "W4")
+LOCAL = (*NAIVE, "W3list")  # W3list's peers are W3's: the same numbers, as an array
 FLOOR = ("W3", "W4")
 WARM_UP = range(1, 10_001)
 WARM_UP_TIMEOUT_S = 60.0  # includes the worker processes' start
@@ -174,7 +175,7 @@ async def _baselines(
     redis = await connect(settings)
     try:
         for name, workload in sized.items():
-            if name in NAIVE:
+            if name in LOCAL:
                 progress(f"{name} baselines: local sum{', Redis floor' if name in FLOOR else ''}")
                 results.setdefault(name, {})["local"] = await measure_local(workload, repeat)
             if name in FLOOR:

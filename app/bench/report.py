@@ -171,7 +171,7 @@ def _rate_notes(name: str, row: dict[str, Timing], results: Results) -> str:
         rates += f"; {median_s / trip_s:.0f} Redis round trips of {duration(trip_s)}"
     if idle_max_s := extra.get("idle_max_s"):
         rates += f"; each after the workers idled a random 0-{duration(idle_max_s)}"
-    if name == "W4":
+    if name in ("W3list", "W4"):
         if "chunksum" in results.get("W3", {}):
             rates += f"; {median_s / results['W3']['chunksum'].median_s:.2f}x W3's time"
         if "float_sum_ns" in extra:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from app.errors import ChunksumError
 
-WORKLOADS = ("W1", "W1i", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W8f", "W9")
+WORKLOADS = ("W1", "W1i", "W2", "W3", "W3list", "W4", "W5", "W6", "W7", "W8", "W8f", "W9")
 SEED = 20_240_603
 W3_SPAN = 2**40  # W3 values need int64 (not int32) yet sum far below 2**63
 W4_EXPONENTS = 100  # W4 floats are normal(0, 1) * 2**e, e uniform in -100..100
@@ -40,7 +40,7 @@ WRITE_BLOCK = 10_000_000  # numbers per block written to a text file (W5, W8)
 RUN_TIMEOUT_S = 300.0
 T = TypeVar("T")
 
-Values = range | npt.NDArray[Any]
+Values = range | list[int] | npt.NDArray[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ def scaled(size: int, scale: float) -> int:
 
 
 def build(name: str, scale: float) -> Workload:
-    """Build sized workload ``name`` (W1, W2, W3, W4 or W6) at ``scale``."""
+    """Build sized workload ``name`` (W1, W1i, W2, W3, W3list, W4 or W6) at ``scale``."""
     match name:
         case "W1":
             numbers: Values = range(1, scaled(10_000, scale) + 1)
@@ -113,6 +113,9 @@ def build(name: str, scale: float) -> Workload:
         case "W3":
             ints = random_ints(scaled(10**7, scale))
             return _sized("W3", ints, 100, sum(ints.tolist()))
+        case "W3list":  # W3's numbers as a user often holds them: packing them is the submit's
+            w3 = build("W3", scale)
+            return replace(w3, name="W3list", numbers=np.asarray(w3.numbers).tolist())
         case "W4":
             floats = random_floats(scaled(10**7, scale))
             return _sized("W4", floats, 100, math.fsum(floats.tolist()))
@@ -120,7 +123,7 @@ def build(name: str, scale: float) -> Workload:
             numbers = range(1, scaled(200, scale) + 1)  # one number per chunk
             return _sized("W6", numbers, len(numbers), sum(numbers))
     raise ChunksumError(
-        f"no sized workload {name!r}; the sized ones are W1, W1i, W2, W3, W4 and W6"
+        f"no sized workload {name!r}; the sized ones are W1, W1i, W2, W3, W3list, W4 and W6"
     )
 
 
