@@ -4,7 +4,7 @@ import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,41 @@ class Chunk:
     index: int
     offset: int
     values: Slice
+
+
+class ListSlice(Sequence[Any]):
+    """Numbers ``[start, stop)`` of a list or tuple, read in place.
+
+    A slice's copy would take a reference to every number, and drop it again once packed:
+    85 ms of W3's 10 M ints, a quarter of packing them.
+    """
+
+    __slots__ = ("_items", "_start", "_stop")
+
+    def __init__(self, items: list[Any] | tuple[Any, ...], start: int, stop: int) -> None:
+        self._items, self._start, self._stop = items, start, stop
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return self.copy()[index]
+        position = range(self._start, self._stop)[index]  # IndexError past either end
+        return self._items[position]
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = iter(self._items)
+        iterator.__setstate__(self._start)  # type: ignore[attr-defined]  # list/tuple iterators
+        return itertools.islice(iterator, len(self))
+
+    def copy(self) -> list[Any]:
+        """Return the numbers as a list of their own."""
+        return list(self._items[self._start : self._stop])
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +112,10 @@ def _balanced(numbers: Sized, total: int, count: int) -> Iterator[Chunk]:
     iterator = iter(numbers) if not sliceable else None  # type: ignore[call-overload]
     offset = 0
     for index, size in enumerate(balanced_sizes(total, count)):
-        if iterator is None:
-            values: Slice = numbers[offset : offset + size]  # type: ignore[index]
+        if type(numbers) in (list, tuple):  # not a subclass: its own __iter__ may differ
+            values: Slice = ListSlice(numbers, offset, offset + size)  # type: ignore[arg-type]
+        elif iterator is None:
+            values = numbers[offset : offset + size]  # type: ignore[index]
         else:  # sized but not sliceable, e.g. a set or dict view
             values = list(itertools.islice(iterator, size))
         yield Chunk(index, offset, values)

@@ -16,6 +16,7 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
+from app.chunking import ListSlice
 from app.errors import InvalidNumberError, PayloadError
 from app.exact import ExactSum
 
@@ -88,14 +89,15 @@ def encode_chunk(values: Sequence[object] | npt.NDArray[Any], offset: int) -> li
         return _encode_array(values.ravel(), offset)
     if isinstance(values, range) and all(_fits_int64(v) for v in (values.start, values.stop)):
         return _encode_ints(np.arange(values.start, values.stop, values.step, dtype=np.int64))
-    if type(values) in (list, tuple) and values:
+    if isinstance(values, ListSlice | list | tuple) and values:
         # ints that fit int64, converted in C without NumPy's type inference: 25 ns an int,
         # where array("q") takes 31 and inference 41. operator.index refuses what fromiter
         # would truncate or parse (a float, a str); fromiter refuses an int over 64 bits
         with contextlib.suppress(TypeError, OverflowError):
             indexable = cast("Sequence[SupportsIndex]", values)  # operator.index checks it
-            ints = np.fromiter(map(operator.index, indexable), np.int64, len(values))
-            return _encode_ints(ints)
+            return _encode_ints(np.fromiter(map(operator.index, indexable), np.int64, len(values)))
+        if isinstance(values, ListSlice):
+            values = values.copy()  # NumPy reads a list in C, a Sequence an item at a time
     try:
         array = np.asarray(values)
     except (ValueError, TypeError, OverflowError):  # ragged nesting, exotic objects

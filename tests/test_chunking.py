@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.chunking import Chunk, balanced_sizes, plan
+from app.chunking import Chunk, ListSlice, balanced_sizes, plan
 from app.errors import ChunkingError
 
 
@@ -106,6 +106,38 @@ def test_offsets_are_positions_of_first_numbers() -> None:
     assert sizes(chunks) == [4, 3, 3]
     assert [c.offset for c in chunks] == [0, 4, 7]
     assert [c.values[0] for c in chunks] == [0, 4, 7]
+
+
+class TestListSlice:
+    """Chunks of a list or tuple read its numbers in place, as a full Sequence."""
+
+    @pytest.mark.parametrize("numbers", [list(range(10)), tuple(range(10))])
+    def test_chunks_of_lists_and_tuples_are_views(self, numbers: list[int] | tuple[int]) -> None:
+        """Each chunk is a ListSlice over the input whose numbers are the slice's."""
+        chunks = chunked(numbers, chunks=3)
+        assert all(isinstance(c.values, ListSlice) for c in chunks)
+        assert [list(c.values) for c in chunks] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+
+    def test_indexing_matches_a_list(self) -> None:
+        """Indexes (negative ones too) and slices read as they would from a list, and an
+        index past either end raises IndexError."""
+        view, copy = ListSlice(list(range(10)), 3, 7), [3, 4, 5, 6]
+        assert view.copy() == copy
+        assert [view[i] for i in range(-4, 4)] == [copy[i] for i in range(-4, 4)]
+        assert view[1:-1] == [4, 5]
+        assert view.index(5) == 2
+        for index in (4, -5):
+            with pytest.raises(IndexError):
+                view[index]
+
+    def test_a_subclass_is_sliced(self) -> None:
+        """A list subclass, whose own __iter__ may differ, is sliced as before."""
+
+        class Numbers(list[int]):
+            """A list subclass."""
+
+        chunks = chunked(Numbers(range(6)), chunks=2)
+        assert [type(c.values) for c in chunks] == [list, list]
 
 
 def test_default_size_applies_without_options() -> None:

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import codec
+from app.chunking import ListSlice
 from app.errors import InvalidNumberError, PayloadError
 from app.exact import Total
 
@@ -169,6 +170,16 @@ def test_mixed_lists_sum_to_the_correctly_rounded_float(values: Sequence[object]
     total = round_trip(values)
     assert type(total) is float
     assert total == exact_float(values)
+
+
+def test_a_list_slice_packs_like_its_list() -> None:
+    """A chunk read in place packs as its copy would: ints as int64, a float among ints as a
+    float, and a non-number is named by its position."""
+    numbers = [7, -(2**40), 3, 2.5, 1, "x"]
+    assert kinds(ListSlice(numbers, 0, 3)) == kinds(numbers[:3]) == ["i8"]
+    assert round_trip(ListSlice(numbers, 1, 5)) == exact_float(numbers[1:5])
+    with pytest.raises(InvalidNumberError, match="item 1004 of the input"):
+        codec.encode_chunk(ListSlice(numbers, 1, 6), 1000)
 
 
 def test_ints_in_a_float_list_are_not_rounded() -> None:
