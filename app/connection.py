@@ -55,6 +55,8 @@ KEEPALIVE_OPTIONS = {
     )
     if (option := getattr(socket, name, None)) is not None
 }
+# a Unix socket's send buffer: a pipeline's megabyte of chunks (app.submission) and more
+UNIX_SEND_BUFFER_BYTES = 4 << 20
 _QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
 logger = logging.getLogger(__name__)
 
@@ -198,23 +200,43 @@ async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
             f"Redis at {url} refused the credentials ({describe(exc)}); check the user and "
             "password in REDIS_URL, e.g. redis://user:password@host:6379/0"
         ) from exc
-    await keep_alive(pool)
+    await tune_sockets(pool)
     return pool
 
 
-async def keep_alive(redis: Redis) -> None:
-    """Turn TCP keepalive on for a pool's connections (see KEEPALIVE_OPTIONS).
+async def tune_sockets(redis: Redis) -> None:
+    """Give a pool's connections TCP keepalive (see KEEPALIVE_OPTIONS), or on a Unix socket,
+    a send buffer that holds a pipeline (see :class:`BufferedUnixConnection`).
 
     arq's ``create_pool`` and ``Worker`` can't pass socket options, so the pool's connection
     arguments are changed afterwards, and the connections it already opened are dropped: each
-    it opens from now on has keepalive. Call it before the pool is shared (no command in flight).
+    it opens from now on is tuned. Call it before the pool is shared (no command in flight).
     """
     pool = redis.connection_pool
     if issubclass(pool.connection_class, UnixConnection):  # a local socket reports a dead peer
-        return
-    pool.connection_kwargs.update(socket_keepalive=True, socket_keepalive_options=KEEPALIVE_OPTIONS)
+        pool.connection_class = BufferedUnixConnection
+    else:
+        options = {"socket_keepalive": True, "socket_keepalive_options": KEEPALIVE_OPTIONS}
+        pool.connection_kwargs.update(options)
     await pool.disconnect()
     pool.reset()  # type: ignore[no-untyped-call]  # redis-py: untyped
+
+
+class BufferedUnixConnection(UnixConnection):
+    """A Unix-socket connection whose send buffer holds a pipeline of chunks at once.
+
+    A Unix socket's buffer is the system's default (net.core.wmem_default, 208 KiB on Linux),
+    and doesn't grow as TCP's does: the event loop would hand a megabyte pipeline to the
+    kernel in pieces, one each time Redis had taken the last and the loop was free, which a
+    submitter packing its next chunks isn't. The kernel caps the size at net.core.wmem_max.
+    """
+
+    async def _connect(self) -> None:
+        await super()._connect()  # type: ignore[no-untyped-call]  # redis-py: untyped
+        writer = self._writer  # set by the connect above
+        sock = None if writer is None else writer.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNIX_SEND_BUFFER_BYTES)
 
 
 async def close(redis: Redis) -> None:

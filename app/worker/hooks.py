@@ -8,7 +8,7 @@ notices and reports its job counts in its heartbeat) and a plain ``arq`` worker.
 import time
 from typing import Any
 
-from app.connection import close_sentinels, keep_alive, redis_name
+from app.connection import close_sentinels, redis_name, tune_sockets
 from app.eviction import check_eviction
 from app.heartbeat import Heartbeat
 from app.keys import Keys, arq_in_progress_key
@@ -27,7 +27,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     redis = ctx["redis"]
     await check_eviction(redis, name=redis_name(settings), allow=settings.allow_eviction)
-    await keep_alive(redis)  # arq opened the pool without it
+    await tune_sockets(redis)  # arq opened the pool without it
     keys = Keys(settings.key_prefix)
     ctx[RUNS] = RunStore.for_settings(redis, settings)
     ctx[QUEUE] = ChunkQueue.for_settings(redis, settings)
