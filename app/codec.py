@@ -29,6 +29,11 @@ FLOAT_KIND = "f8"
 BIG_KIND = "big"
 _FLOAT64 = np.dtype("<f8")
 _INT64 = np.iinfo(np.int64)
+_SIGNED_RANGES = tuple(  # narrowest first: (kind, min, max)
+    (kind, int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    for kind, dtype in INT_KINDS.items()
+    if kind != "u8"
+)
 
 
 class Packed:
@@ -184,9 +189,8 @@ def _encode_ints(array: npt.NDArray[np.integer]) -> list[Part]:
     if not array.size:
         return []
     low, high = int(array.min()), int(array.max())
-    for kind in ("i1", "i2", "i4", "i8"):
-        info = np.iinfo(INT_KINDS[kind])
-        if info.min <= low and high <= info.max:
+    for kind, least, most in _SIGNED_RANGES:
+        if least <= low and high <= most:
             return [[kind, _packed(array, INT_KINDS[kind])]]
     return [["u8", _packed(array, INT_KINDS["u8"])]]
 

@@ -32,6 +32,7 @@ _BLOCK = 1 << 24
 _LOW32 = (1 << 32) - 1
 _INT64 = np.iinfo(np.int64)
 _DIGITS = 4000
+_FEW_DIGITS = 10**_DIGITS  # below it, str() takes an int at once (computed once: 20 us)
 JSON_EXACT_INT = 2**53
 # Exponents a partial can have: float64 bits reach 2**-1074 (2**-1126 before canonical form).
 _EXPONENTS = range(-1126, 1 << 40)
@@ -201,7 +202,7 @@ def _decimal(value: int) -> str:
     # str() refuses ints of over 4300 digits (CVE-2020-10735 guard): split them in halves
     if value < 0:
         return "-" + _decimal(-value)
-    if value < 10**_DIGITS:
+    if value < _FEW_DIGITS:
         return str(value)
     half = int(value.bit_length() * math.log10(2)) // 2
     high, low = divmod(value, 10**half)
