@@ -56,9 +56,18 @@ from app.bench.phases import (
 from app.bench.report import Report, render
 from app.bench.slow_chunks import submit_slow
 from app.bench.stream import write_numbers
-from app.bench.workloads import W1_RUNS, W1I_IDLE_MAX_S, W1I_RUNS, Timing, build, measure
+from app.bench.workloads import (
+    W1_RUNS,
+    W1I_IDLE_MAX_S,
+    W1I_RUNS,
+    Timing,
+    build,
+    idle_times,
+    measure,
+)
 from app.cli import main
 from app.errors import SettingsError
+from app.heartbeat import BEAT_S
 from app.keys import Keys
 from app.redis_server import RedisServer
 from app.settings import Settings
@@ -99,6 +108,14 @@ async def test_chunksum_sums_every_sized_workload_exactly(client: Client, worker
         assert timing.correct, name
         assert len(timing.times_s) == (W1_RUNS if name == "W1" else 1)
         assert ("float_sum_ns" in timing.extra) == (name == "W4")
+
+
+def test_w7_counts_idle_commands_over_whole_heartbeats() -> None:
+    """W7's idle window at full scale spans a whole number of heartbeats, so the commands it
+    counts don't depend on where the beats fall in it."""
+    window_s, _, _ = idle_times(1.0)
+    assert window_s >= BEAT_S
+    assert (window_s / BEAT_S).is_integer()
 
 
 async def test_w1i_is_w1_after_the_same_random_idle_times(

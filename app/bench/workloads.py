@@ -22,18 +22,21 @@ import numpy as np
 import numpy.typing as npt
 
 from app.errors import ChunksumError
+from app.heartbeat import BEAT_S
 
 WORKLOADS = ("W1", "W1i", "W2", "W3", "W3list", "W4", "W5", "W6", "W7", "W8", "W8f", "W9")
 SEED = 20_240_603
 W3_SPAN = 2**40  # W3 values need int64 (not int32) yet sum far below 2**63
 W4_EXPONENTS = 100  # W4 floats are normal(0, 1) * 2**e, e uniform in -100..100
 W6_IO_S = 0.05
-# W7's waits shrink only below this scale, so that quick runs still measure idle workers
 W1_RUNS = 20  # W1 submits per --repeat (see Workload.runs_per_repeat)
 W1I_RUNS = 4  # W1i's, each after its idle time
 W1I_IDLE_MAX_S = 0.5  # W1i: the workers idle a random 0 to this many seconds before each run
+# W7's waits shrink only below this scale, so that quick runs still measure idle workers
 W7_FULL_SCALE = 0.1
-W7_IDLE_WINDOW_S = 3.0
+# whole heartbeats, whatever their phase: a window of 3 s saw one beat of each idle worker or
+# two, and gave 3.0 or 5.0 commands/s for the same 4.0
+W7_IDLE_WINDOW_S = 2 * BEAT_S
 W7_GAP_S = 1.0
 W7_SAMPLES = 10
 WRITE_BLOCK = 10_000_000  # numbers per block written to a text file (W5, W8)
