@@ -13,7 +13,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print every raw number as JSON")
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes")
     parser.add_argument("--repeat", type=int, default=5, metavar="R", help="runs per workload")
-    parser.add_argument("--only", metavar="W1,W3", help="run only these (W1, W1i..W8, W8f, W9)")
+    parser.add_argument(
+        "--only", metavar="W1,W3", help="run only these (W1, W1i, W2, W3, W3list, W4..W8, W8f, W9)"
+    )
     parser.add_argument(
         "--scale", type=float, default=1.0, metavar="F", help="multiply workload sizes by F"
     )
