@@ -213,7 +213,7 @@ async def tune_sockets(redis: Redis) -> None:
     it opens from now on is tuned. Call it before the pool is shared (no command in flight).
     """
     pool = redis.connection_pool
-    if issubclass(pool.connection_class, UnixConnection):  # a local socket reports a dead peer
+    if issubclass(pool.connection_class, UnixConnection):  # no keepalive: it reports a dead peer
         pool.connection_class = BufferedUnixConnection
     else:
         options = {"socket_keepalive": True, "socket_keepalive_options": KEEPALIVE_OPTIONS}

@@ -17,11 +17,14 @@ _LOW26 = (1 << 26) - 1
 _SPECIAL = 0x7FF  # the exponent field of NaN and the infinities
 _STRIP = 1024  # numbers decoded at a time: two int64 buffers of 8 KiB, in the L1 cache
 
-# One signature, compiled at import (so the cache load happens in the loading thread, not on
-# the first chunk): app.binning always passes a read-only C-contiguous int64 view.
-_SIGNATURE = types.int64(
-    types.Array(types.int64, 1, "C", readonly=True), types.Array(types.int64, 2, "C")
-)
+
+@njit(inline="always")
+def _decoded(word: np.int64) -> tuple[np.int64, np.int64]:  # pragma: no cover  # numba's
+    """Return a finite float64's bin (its exponent field, at least 1) and signed mantissa."""
+    field = (word >> 52) & _SPECIAL
+    mantissa = (word & _FRACTION) | (np.int64(field != 0) << 52)  # the implicit bit
+    sign = word >> 63  # 0, or -1 (all ones) for a negative value
+    return max(field, np.int64(1)), (mantissa ^ sign) - sign
 
 
 @njit(cache=True, nogil=True)
@@ -32,8 +35,7 @@ def _bin_each(  # pragma: no cover  # numba compiles the body: coverage never se
     flags = 0
     for i in range(bits.size):
         word = bits[i]
-        field = (word >> 52) & _SPECIAL
-        if field == _SPECIAL:
+        if (word >> 52) & _SPECIAL == _SPECIAL:
             if word & _FRACTION:
                 flags |= NAN
             elif word < 0:
@@ -41,13 +43,17 @@ def _bin_each(  # pragma: no cover  # numba compiles the body: coverage never se
             else:
                 flags |= POS_INF
             continue
-        mantissa = (word & _FRACTION) | (np.int64(field != 0) << 52)
-        sign = word >> 63
-        mantissa = (mantissa ^ sign) - sign
-        field = max(field, 1)
+        field, mantissa = _decoded(word)
         bins[field, 0] += mantissa >> 26
         bins[field, 1] += mantissa & _LOW26
     return flags
+
+
+# One signature, compiled at import (so the cache load happens in the loading thread, not on
+# the first chunk): app.binning always passes a read-only C-contiguous int64 view.
+_SIGNATURE = types.int64(
+    types.Array(types.int64, 1, "C", readonly=True), types.Array(types.int64, 2, "C")
+)
 
 
 @njit(_SIGNATURE, cache=True, nogil=True)
@@ -76,12 +82,8 @@ def bin_bits(  # pragma: no cover  # numba compiles the body: coverage never see
         special = False
         for j in range(count):
             word = bits[start + j]
-            field = (word >> 52) & _SPECIAL
-            special |= field == _SPECIAL
-            mantissa = (word & _FRACTION) | (np.int64(field != 0) << 52)  # the implicit bit
-            sign = word >> 63  # 0, or -1 (all ones) for a negative value
-            mantissas[j] = (mantissa ^ sign) - sign
-            fields[j] = max(field, 1)
+            special |= (word >> 52) & _SPECIAL == _SPECIAL
+            fields[j], mantissas[j] = _decoded(word)
         if special:
             flags |= _bin_each(bits[start : start + count], bins)
             continue
