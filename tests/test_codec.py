@@ -174,10 +174,11 @@ def test_mixed_lists_sum_to_the_correctly_rounded_float(values: Sequence[object]
 
 def test_a_list_slice_packs_like_its_list() -> None:
     """A chunk read in place packs as its copy would: ints as int64, a float among ints as a
-    float, and a non-number is named by its position."""
+    float, an int beyond 64 bits exactly, and a non-number is named by its position."""
     numbers = [7, -(2**40), 3, 2.5, 1, "x"]
     assert kinds(ListSlice(numbers, 0, 3)) == kinds(numbers[:3]) == ["i8"]
     assert round_trip(ListSlice(numbers, 1, 5)) == exact_float(numbers[1:5])
+    assert round_trip(ListSlice([5, 2**70, -1, 9], 1, 3)) == 2**70 - 1  # beyond int64
     with pytest.raises(InvalidNumberError, match="item 1004 of the input"):
         codec.encode_chunk(ListSlice(numbers, 1, 6), 1000)
 
