@@ -10,14 +10,12 @@ a failover on their next reconnect.
 import asyncio
 import logging
 import re
-import socket
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
-from redis.asyncio.connection import UnixDomainSocketConnection as UnixConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
@@ -29,6 +27,7 @@ from app import codec
 from app.errors import RedisUnavailableError, SettingsError
 from app.faults import describe, is_out_of_memory
 from app.keys import Keys
+from app.redis_sockets import tune_sockets
 from app.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -39,24 +38,6 @@ LOST_REDIS = (RedisConnectionError, RedisTimeoutError, OSError)
 # What a worker waits out, as it waits out an outage: these, if waitable() says so (a
 # ResponseError is one when Redis refused a write over maxmemory)
 REDIS_FAULTS = (*LOST_REDIS, ResponseError)
-# TCP keepalive on every TCP connection to Redis. Without it, a read that waits (a worker's
-# wake-up subscription, a submitter's BLPOP) on a connection Redis dropped while the network
-# was down (its own tcp-keepalive, a restart, a failover) waits for ever: nothing is sent on
-# it, so nothing ever fails. Probes after 10 s of silence find such a connection (Redis
-# answers them with a reset) or a dead network (no answer in 3 x 5 s); TCP_USER_TIMEOUT
-# bounds how long sent data may go unacknowledged. Options the platform lacks are skipped.
-KEEPALIVE_OPTIONS = {
-    option: value
-    for name, value in (
-        ("TCP_KEEPIDLE", 10),
-        ("TCP_KEEPINTVL", 5),
-        ("TCP_KEEPCNT", 3),
-        ("TCP_USER_TIMEOUT", 30_000),  # ms
-    )
-    if (option := getattr(socket, name, None)) is not None
-}
-# a Unix socket's send buffer: a pipeline's megabyte of chunks (app.submission) and more
-UNIX_SEND_BUFFER_BYTES = 4 << 20
 _QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
 logger = logging.getLogger(__name__)
 
@@ -202,41 +183,6 @@ async def connect(settings: Settings, *, conn_retries: int = 0) -> ArqRedis:
         ) from exc
     await tune_sockets(pool)
     return pool
-
-
-async def tune_sockets(redis: Redis) -> None:
-    """Give a pool's connections TCP keepalive (see KEEPALIVE_OPTIONS), or on a Unix socket,
-    a send buffer that holds a pipeline (see :class:`BufferedUnixConnection`).
-
-    arq's ``create_pool`` and ``Worker`` can't pass socket options, so the pool's connection
-    arguments are changed afterwards, and the connections it already opened are dropped: each
-    it opens from now on is tuned. Call it before the pool is shared (no command in flight).
-    """
-    pool = redis.connection_pool
-    if issubclass(pool.connection_class, UnixConnection):  # no keepalive: it reports a dead peer
-        pool.connection_class = BufferedUnixConnection
-    else:
-        options = {"socket_keepalive": True, "socket_keepalive_options": KEEPALIVE_OPTIONS}
-        pool.connection_kwargs.update(options)
-    await pool.disconnect()
-    pool.reset()  # type: ignore[no-untyped-call]  # redis-py: untyped
-
-
-class BufferedUnixConnection(UnixConnection):
-    """A Unix-socket connection whose send buffer holds a pipeline of chunks at once.
-
-    A Unix socket's buffer is the system's default (net.core.wmem_default, 208 KiB on Linux),
-    and doesn't grow as TCP's does: the event loop would hand a megabyte pipeline to the
-    kernel in pieces, one each time Redis had taken the last and the loop was free, which a
-    submitter packing its next chunks isn't. The kernel caps the size at net.core.wmem_max.
-    """
-
-    async def _connect(self) -> None:
-        await super()._connect()  # type: ignore[no-untyped-call]  # redis-py: untyped
-        writer = self._writer  # set by the connect above
-        sock = None if writer is None else writer.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNIX_SEND_BUFFER_BYTES)
 
 
 async def close(redis: Redis) -> None:

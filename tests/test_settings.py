@@ -1,22 +1,16 @@
 """Tests for app.settings and the URL handling in app.connection: parsing, errors, secrets."""
 
 import dataclasses
-import pathlib
-import socket
 
 import pytest
 
 from app.connection import (
     DEFAULT_REDIS_URL,
-    UNIX_SEND_BUFFER_BYTES,
-    close,
-    connect,
     redact,
     redis_settings,
 )
 from app.errors import SettingsError
 from app.keys import DEFAULT_PREFIX
-from app.redis_server import RedisServer
 from app.settings import Settings
 
 SECRET = "s3cr3t-pw"
@@ -336,52 +330,6 @@ def test_plain_url_has_no_socket_path() -> None:
     rs = redis_settings(Settings(redis_url="redis://host/4"))
     assert rs.unix_socket_path is None
     assert rs.database == 4
-
-
-async def test_tcp_connections_to_redis_keep_alive(settings: Settings) -> None:
-    """Every TCP connection a pool opens probes an idle peer (a connection Redis dropped while
-    the network was down fails instead of waiting for ever)."""
-    pool = await connect(settings)
-    try:
-        connection = await pool.connection_pool.get_connection()
-        try:
-            await connection.connect()
-            sock = connection._writer.get_extra_info("socket")  # the socket redis-py opened
-            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
-        finally:
-            await pool.connection_pool.release(connection)
-    finally:
-        await close(pool)
-
-
-@pytest.fixture
-def send_buffer_cap() -> int:
-    """Return the system's cap on a socket's send buffer (Linux's net.core.wmem_max)."""
-    cap = pathlib.Path("/proc/sys/net/core/wmem_max")
-    if not cap.exists():
-        pytest.skip("the send buffer's cap is read from Linux's /proc")
-    return int(cap.read_text())
-
-
-async def test_unix_socket_connections_send_a_pipeline_at_once(
-    redis_server: RedisServer, send_buffer_cap: int
-) -> None:
-    """A connection on a Unix socket has a send buffer of UNIX_SEND_BUFFER_BYTES (up to the
-    system's cap), not the system's default."""
-    expected = min(UNIX_SEND_BUFFER_BYTES, send_buffer_cap)
-    pool = await connect(Settings(redis_url=f"unix://{redis_server.socket_path}"))
-    try:
-        connection = await pool.connection_pool.get_connection()
-        try:
-            await connection.connect()
-            sock = connection._reader._transport.get_extra_info("socket")  # redis-py's socket
-            assert sock.family == socket.AF_UNIX
-            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * expected  # Linux
-        finally:
-            await pool.connection_pool.release(connection)
-    finally:
-        await close(pool)
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,13 @@ notices and reports its job counts in its heartbeat) and a plain ``arq`` worker.
 import time
 from typing import Any
 
-from app.connection import close_sentinels, redis_name, tune_sockets
+from app.connection import close_sentinels, redis_name
 from app.eviction import check_eviction
 from app.heartbeat import Heartbeat
 from app.keys import Keys, arq_in_progress_key
 from app.lease import Lease
 from app.queue import ChunkQueue
+from app.redis_sockets import tune_sockets
 from app.runs import RunStore
 from app.settings import Settings
 from app.worker.chunksum_worker import WORKER, ChunksumWorker
