@@ -22,8 +22,8 @@ from app.files import TextFile
 from app.parquet import ParquetColumn
 from app.run_status import RunStatus, Status
 from app.settings import Settings
-from app.sources import TextStream
 from app.submit import Client, RunResult, submit, submit_sync
+from app.text_blocks import TextStream
 
 __all__ = [
     "ChunkingError",

@@ -12,12 +12,12 @@ from typing import TypeVar
 from app import display, interrupts
 from app.allocator import tune_allocator
 from app.bench import cli as bench_cli
+from app.cli_inputs import FileOptions, command_line_input
 from app.errors import ChunksumError, WaitTimeoutError
 from app.keys import Keys
 from app.redis_server import redis_for
 from app.run_status import RunStatus, Status
 from app.settings import Settings
-from app.sources import FileOptions, command_line_input
 from app.submit import Client
 from app.worker_processes import WorkerProcesses
 

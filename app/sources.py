@@ -13,7 +13,7 @@
   (``sum_csv_text``), cut only where no quoted field is open;
 * a :class:`~app.parquet.ParquetColumn` the workers see: each chunk is a row group of the
   column (``sum_parquet_row_group``);
-* text the workers can't see (:class:`TextStream`: a pipe, stdin, a file with
+* text the workers can't see (:class:`~app.text_blocks.TextStream`: a pipe, stdin, a file with
   ``shared=False``): the submitter reads blocks of whole lines without parsing them and
   ships the raw bytes (``sum_text``); the workers parse. At most ``TEXT_IN_FLIGHT_BYTES`` of
   it are queued or running at once, which bounds Redis's growth.
@@ -23,20 +23,16 @@ The workers count the numbers of a file or a text themselves; a submitter counts
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import numpy as np
-
-from app import arrays, codec
+from app import codec
 from app.arrays import NpyFile
 from app.chunking import Numbers, plan
 from app.csvfiles import CsvColumn
-from app.errors import ChunkingError, ChunksumError
+from app.errors import ChunkingError
 from app.files import TextFile, plan_ranges, range_job
-from app.inputs import inclusive_range
 from app.keys import (
     SUM_CSV_JOB,
     SUM_CSV_TEXT_JOB,
@@ -45,33 +41,18 @@ from app.keys import (
     SUM_RANGE_JOB,
     SUM_TEXT_JOB,
 )
-from app.parquet import ParquetColumn, load_column
+from app.parquet import ParquetColumn
 from app.queue import ChunkJob
 from app.remote import is_url, stamp_url, url_job
 from app.settings import Settings
+from app.text_blocks import TextStream, text_blocks
 
-# formats by extension; a .tsv is a CSV file delimited by tabs
-FORMATS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv"}
 # Raw text queued or running at once, across its chunks. Redis holds more than this while
 # it runs: the records of chunks just finished until their worker's arq deletes them, and
 # the client buffers of blocks on their way in and out (`chunksum bench`, W5 file raw bytes:
 # 64 MiB and 4 MiB blocks grew Redis by 64-76 MiB; 32 MiB and 2 MiB blocks, by 32-54 MiB).
 TEXT_IN_FLIGHT_BYTES = 32 << 20
 TEXT_BLOCK_BYTES = 2 << 20  # raw text per chunk, at most (a longer line makes a longer one)
-NEWLINE = ord("\n")
-
-
-@dataclass(frozen=True, slots=True)
-class TextStream:
-    """Text of one number per line that the submitter reads and ships to the workers as
-    raw blocks of whole lines (they parse it): a pipe, stdin, any binary file object.
-
-    Args:
-        name: names the text in errors, e.g. ``<stdin>`` or a path.
-    """
-
-    stream: BinaryIO
-    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,84 +115,6 @@ def plan_source(
     return Source(planned.chunks, items, job or ChunkJob())
 
 
-@dataclass(frozen=True, slots=True)
-class FileOptions:
-    """How the command line reads ``--file``: ``--shared``, ``--format``, ``--column``,
-    ``--delimiter``, ``--header``/``--no-header``."""
-
-    shared: bool = False
-    form: str | None = None  # None: from the file's extension
-    column: str | None = None
-    delimiter: str | None = None  # None: a tab for a .tsv file, else a comma
-    header: bool = True
-
-
-def command_line_input(
-    first_last: tuple[int, int] | None, path: str | None, options: FileOptions
-) -> Input:
-    """Return what `chunksum run`/`submit` sum: ``--range``; ``--file``, read by the workers
-    if they see it (``--shared``), else by this process; or the lines piped in."""
-    if first_last is not None:
-        return inclusive_range(*first_last)
-    if path not in (None, "-"):
-        return _file_input(path, options)
-    if path == "-" or not sys.stdin.isatty():
-        if options.form not in (None, "lines"):
-            raise ChunksumError(
-                f"--format {options.form} reads a file: give --file PATH (stdin is read as "
-                "lines of numbers)"
-            )
-        return TextStream(sys.stdin.buffer, "<stdin>")
-    raise ChunksumError("no numbers: give --range FIRST LAST, --file PATH, or pipe them in")
-
-
-def _file_input(path: str, options: FileOptions) -> Input:
-    extension = os.path.splitext(path)[1].lower()
-    form = options.form or FORMATS.get(extension, "lines")
-    if is_url(path) and form != "lines":
-        raise ChunksumError(
-            f"{path!r}: a URL is read as text, one number per line (--format lines); "
-            f"{form} files by URL are not supported yet: copy it to a local path"
-        )
-    if form == "npy":
-        return NpyFile(path) if options.shared else arrays.load(path)
-    if form == "lines":
-        return TextFile(path, shared=options.shared or is_url(path))
-    if options.column is None:
-        kind = "CSV" if form == "csv" else "Parquet"
-        raise ChunksumError(f"{path!r} is a {kind} file: name its --column")
-    if form == "parquet":
-        column = options.column
-        return ParquetColumn(path, column) if options.shared else load_column(path, column)
-    delimiter = options.delimiter or ("\t" if extension == ".tsv" else ",")
-    index: str | int = int(options.column) if options.column.isdigit() else options.column
-    return CsvColumn(path, index, delimiter, options.header, shared=options.shared)
-
-
-def text_blocks(
-    stream: BinaryIO, block_bytes: int, *, quote: bytes | None = None, first_line: int = 1
-) -> Iterator[tuple[int, bytes]]:
-    """Yield (number of its first line, block) for blocks of whole lines of ``stream``, each
-    about ``block_bytes`` (a block ends at its last newline; a final line may have none).
-
-    Args:
-        quote: CSV's quote character: a block ends only at a newline outside quotes.
-        first_line: the number of the stream's first line in its source.
-    """
-    rest = b""
-    while read := stream.read(block_bytes):
-        data = rest + read
-        cut = _last_row_end(data, quote)
-        if not cut:  # one line (or quoted field) longer than a block: read on
-            rest = data
-            continue
-        block, rest = data[:cut], data[cut:]
-        yield first_line, block
-        first_line += newlines(block)
-    if rest:
-        yield first_line, rest
-
-
 def _file_source(
     numbers: FileInput, chunks: int | None, chunk_bytes: int, options: dict[str, Any]
 ) -> Source:
@@ -248,26 +151,6 @@ def _cut_into(numbers: FileInput) -> str:
     if isinstance(numbers, ParquetColumn):
         return "a Parquet file's chunks are its row groups"
     return "text is cut into blocks of whole lines"
-
-
-def _last_row_end(data: bytes, quote: bytes | None) -> int:
-    """Return where the last whole line of ``data`` ends (0 if none does): past its last
-    newline, or the last one outside quotes (an even number of quote characters before)."""
-    cut = data.rfind(b"\n") + 1
-    if quote is None:
-        return cut
-    odd = data.count(quote, 0, cut) % 2
-    while cut and odd:  # inside a quoted field: step back a line (counting each byte once)
-        previous = data.rfind(b"\n", 0, cut - 1) + 1
-        odd ^= data.count(quote, previous, cut) % 2
-        cut = previous
-    return cut
-
-
-def newlines(block: bytes) -> int:
-    """Count the newlines in ``block`` (NumPy's count is 5x bytes.count's speed: a raw text
-    submitter spent a third of its CPU time there)."""
-    return int(np.count_nonzero(np.frombuffer(block, np.uint8) == NEWLINE))
 
 
 def _text_source(text: TextFile | TextStream, block_bytes: int, options: dict[str, Any]) -> Source:

@@ -15,8 +15,8 @@ from app.errors import FileInputError, RunFailedError, SettingsError
 from app.exact import ExactSum
 from app.files import plan_ranges
 from app.settings import Settings
-from app.sources import text_blocks
 from app.submit import Client
+from app.text_blocks import text_blocks
 from tests.harness import eventually, no_jobs_left
 
 

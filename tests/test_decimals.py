@@ -17,8 +17,9 @@ from app.errors import ChunkingError, FileInputError, InvalidNumberError, RunFai
 from app.exact import DECIMAL, ExactSum, json_total, parse_total, total_text
 from app.files import TextFile, plan_ranges, sum_lines, sum_range
 from app.settings import Settings
-from app.sources import TextStream, plan_source
+from app.sources import plan_source
 from app.submit import Client
+from app.text_blocks import TextStream
 
 # decimal texts as a ledger writes them: a sign, digits, maybe a point and places
 DECIMAL_TEXTS = st.builds(

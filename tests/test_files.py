@@ -24,14 +24,9 @@ from app.errors import (
 from app.exact import ExactSum, Total
 from app.files import FileStamp, TextFile, plan_ranges, sum_lines, sum_range
 from app.settings import Settings
-from app.sources import (
-    TEXT_BLOCK_BYTES,
-    TEXT_IN_FLIGHT_BYTES,
-    TextStream,
-    plan_source,
-    text_blocks,
-)
+from app.sources import TEXT_BLOCK_BYTES, TEXT_IN_FLIGHT_BYTES, plan_source
 from app.submit import Client
+from app.text_blocks import TextStream, text_blocks
 from tests.harness import eventually, no_jobs_left
 
 

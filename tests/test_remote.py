@@ -20,12 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import remote
+from app.cli_inputs import FileOptions, command_line_input
 from app.errors import ChunksumError, FileInputError, RunFailedError, SettingsError
 from app.files import SCAN_BYTES, TextFile, plan_ranges, read_lines
 from app.keys import SUM_URL_JOB, Keys
 from app.remote import ObjectStamp, is_url, read_url_lines, stamp_url, sum_url_range
 from app.settings import Settings
-from app.sources import FileOptions, command_line_input, plan_source
+from app.sources import plan_source
 from app.submit import Client
 from tests.harness import ROOT, eventually, queue_holds, running_worker
 
