@@ -13,6 +13,8 @@ key                               type    holds
 ``<prefix>:workers``              zset    worker ids by last heartbeat
 ``<prefix>:worker:<worker id>``   hash    a worker's heartbeat: host, pid, job counts
 ``<prefix>:wake``                 pubsub  a message per enqueued batch: idle workers wake
+``<prefix>:wake:<worker id>``     pubsub  a few jobs' wake-up, for that idle worker alone
+``<prefix>:idle``                 zset    idle workers' ids by when each went idle
 ``<prefix>:ended:<run id>``       pubsub  the run's final status, when it ends
 ``<prefix>:ends``                 pubsub  "<run id> <status>" as any run ends: workers stop
                                           the chunks of a cancelled or failed run
@@ -59,6 +61,15 @@ class Keys:
     def wake_channel(self) -> str:
         """Return the pub/sub channel that tells idle workers the queue has new jobs."""
         return f"{self.prefix}:wake"
+
+    def worker_wake_channel(self, worker_id: str) -> str:
+        """Return the pub/sub channel on which one idle worker alone is woken."""
+        return f"{self.wake_channel}:{worker_id}"
+
+    @property
+    def idle_workers(self) -> str:
+        """Return the sorted set of idle workers' ids, by when each went idle."""
+        return f"{self.prefix}:idle"
 
     @property
     def ends_channel(self) -> str:

@@ -4,8 +4,9 @@ Each chunk is one arq job: its record (``arq:job:<run id>:<index>``, arq's forma
 with app.codec) and its entry in the deployment's queue (a sorted set scored by the time it
 is due). Job ids are deterministic (:func:`app.keys.job_id`), so a job enqueued twice is
 one job. Workers take jobs off the queue through arq's own protocol (app.worker); after
-each batch the submitter publishes the batch's job ids on ``<prefix>:wake`` so that idle
-workers claim them at once.
+each batch the submitter publishes the batch's job ids so that idle workers claim them at
+once: on ``<prefix>:wake`` to all of them, or for a batch one claim takes, to the worker
+that went idle last (``<prefix>:idle``, which idle workers join and this module pops).
 """
 
 import time
@@ -16,7 +17,7 @@ from typing import Any, cast
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from app import codec
+from app import codec, scripts
 from app.errors import ChunkingError
 from app.keys import (
     ARQ_ABORT_SET,
@@ -32,6 +33,10 @@ from app.keys import (
 from app.settings import Settings
 
 DEFAULT_JOB_TTL_S = 86_400.0  # a job record's life when results are kept for ever
+# Jobs a worker claims with one script (app.worker.claims): enough to fill a worker quickly,
+# few enough that one worker woken first doesn't take every chunk of a longer run while the
+# others watch. A batch this small wakes one worker (add_wake): one claim takes it all.
+CLAIM_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +115,27 @@ class ChunkQueue:
         return JobFinish(chunk_job, job_keys, (self.keys.queue, ARQ_ABORT_SET))
 
     def add_wake(self, pipe: Any, run_id: str, indexes: list[int]) -> None:
-        """Add to ``pipe`` the wake-up that names chunk jobs just enqueued (see app.worker)."""
-        if indexes:
-            names = " ".join(job_id(run_id, index) for index in indexes)
+        """Add to ``pipe`` the wake-up that names chunk jobs just enqueued (see app.worker):
+        for up to CLAIM_BATCH jobs, which one worker claims at once, the worker that went idle
+        last alone (``wake.lua``; all of them if none is idle); for more, every idle worker."""
+        if not indexes:
+            return
+        names = " ".join(job_id(run_id, index) for index in indexes)
+        if len(indexes) > CLAIM_BATCH:
             pipe.publish(self.keys.wake_channel, names)
+            return
+        one_worker = self.keys.worker_wake_channel("")  # the worker's id follows
+        wake = scripts.source("wake")
+        pipe.eval(wake, 1, self.keys.idle_workers, self.keys.wake_channel, one_worker, names)
+
+    async def mark_idle(self, worker_id: str) -> None:
+        """Add a worker that waits for jobs to the idle workers, whom :meth:`add_wake` wakes
+        one at a time (it takes a worker it wakes out)."""
+        await self.redis.zadd(self.keys.idle_workers, {worker_id: time.time()})
+
+    async def mark_busy(self, worker_id: str) -> None:
+        """Take a worker out of the idle workers (it found jobs, or it stops)."""
+        await self.redis.zrem(self.keys.idle_workers, worker_id)
 
     async def queued(self, run_id: str) -> list[int]:
         """Return the chunk indexes of a run's jobs still on the queue."""

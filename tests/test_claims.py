@@ -13,11 +13,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.bench.slow_chunks import submit_slow
 from app.keys import Keys, arq_in_progress_key, arq_job_key, arq_retry_key, job_id
+from app.queue import CLAIM_BATCH
 from app.settings import Settings
 from app.submit import Client
 from app.worker import worker_settings
 from app.worker.chunksum_worker import ChunksumWorker
-from app.worker.claims import CLAIM_BATCH, CLAIM_READ_BYTES
+from app.worker.claims import CLAIM_READ_BYTES
 from app.worker.loaded_jobs import Loaded
 from tests.harness import eventually, run_ids, running_worker
 

@@ -1,18 +1,21 @@
 """Tests for app.queue: the chunks' arq job records, against the test Redis server."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 from arq.connections import ArqRedis
 from arq.jobs import deserialize_job
+from redis.asyncio.client import PubSub
 
 from app import codec
 from app.errors import ChunkingError
 from app.exact import ExactSum
 from app.keys import Keys, arq_job_key, job_id
 from app.outages import lost_chunks
-from app.queue import ChunkJob, ChunkQueue
+from app.queue import CLAIM_BATCH, ChunkJob, ChunkQueue
 from app.runs import RunStore
 from tests.harness import create_run
 
@@ -121,3 +124,65 @@ async def test_lost_chunks_have_neither_job_nor_partial(queue: ChunkQueue, redis
     assert await lost("vanished", [0, 1]) == [0, 1]
     await runs.cancel(RUN, "test")
     assert await lost(RUN, [0, 1, 2]) == []
+
+
+class TestWake:
+    """A wake-up for a batch one claim takes goes to one idle worker; a bigger one to all."""
+
+    @contextlib.asynccontextmanager
+    async def listen(self, redis: ArqRedis, *workers: str) -> AsyncIterator[PubSub]:
+        """Subscribe to the wake channel and the given workers' own channels."""
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(KEYS.wake_channel, *map(KEYS.worker_wake_channel, workers))
+            for _ in range(1 + len(workers)):
+                await pubsub.get_message(timeout=5)  # the confirmations
+            yield pubsub
+
+    async def heard(self, pubsub: PubSub) -> dict[str, bytes]:
+        """Return the messages that reached ``pubsub``, by channel."""
+        messages: dict[str, bytes] = {}
+        while (message := await pubsub.get_message(timeout=0.2)) is not None:
+            messages[message["channel"].decode()] = message["data"]
+        return messages
+
+    async def wake(self, redis: ArqRedis, queue: ChunkQueue, indexes: range) -> None:
+        """Send the wake-up for chunks ``indexes`` of RUN, as a submitter's pipeline does."""
+        async with redis.pipeline(transaction=False) as pipe:
+            queue.add_wake(pipe, RUN, list(indexes))
+            await pipe.execute()
+
+    async def test_the_worker_idle_last_is_woken_alone(
+        self, redis: ArqRedis, queue: ChunkQueue
+    ) -> None:
+        """Of two idle workers, the one that went idle last hears a small batch, on its own
+        channel, and is no longer idle; the other isn't woken."""
+        async with self.listen(redis, "first", "last") as pubsub:
+            await queue.mark_idle("first")
+            await queue.mark_idle("last")
+            await self.wake(redis, queue, range(CLAIM_BATCH))
+            names = " ".join(job_id(RUN, index) for index in range(CLAIM_BATCH)).encode()
+            assert await self.heard(pubsub) == {KEYS.worker_wake_channel("last"): names}
+        assert await redis.zrange(KEYS.idle_workers, 0, -1) == [b"first"]
+
+    async def test_workers_gone_are_skipped_then_all_are_woken(
+        self, redis: ArqRedis, queue: ChunkQueue
+    ) -> None:
+        """Idle workers that nobody listens for (gone since) are passed over; with none left,
+        the wake-up goes to every worker."""
+        async with self.listen(redis) as pubsub:
+            await queue.mark_idle("gone")
+            await self.wake(redis, queue, range(2))
+            assert list(await self.heard(pubsub)) == [KEYS.wake_channel]
+        assert await redis.zcard(KEYS.idle_workers) == 0
+
+    async def test_a_bigger_batch_wakes_every_worker(
+        self, redis: ArqRedis, queue: ChunkQueue
+    ) -> None:
+        """More jobs than one claim takes wake every idle worker; none leaves the idle set."""
+        async with self.listen(redis, "idle") as pubsub:
+            await queue.mark_idle("idle")
+            await self.wake(redis, queue, range(CLAIM_BATCH + 1))
+            assert list(await self.heard(pubsub)) == [KEYS.wake_channel]
+        assert await redis.zrange(KEYS.idle_workers, 0, -1) == [b"idle"]
+        await queue.mark_busy("idle")
+        assert await redis.zcard(KEYS.idle_workers) == 0

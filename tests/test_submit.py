@@ -47,14 +47,14 @@ from tests.harness import (
 
 async def run_keys(redis: ArqRedis, settings: Settings) -> list[str]:
     """Return the test prefix's keys and arq job keys, but the deployment's own: arq's
-    health check, the runs index, and worker heartbeats."""
+    health check, the runs index, worker heartbeats, and the idle workers."""
     keys = Keys(settings.key_prefix)
     found = await redis.keys(f"{settings.key_prefix}:*") + await redis.keys("arq:job:*")
     return sorted(
         key
         for key in (k.decode() for k in found)
         if not key.endswith(":health-check")
-        and key not in (keys.runs, keys.workers)
+        and key not in (keys.runs, keys.workers, keys.idle_workers)
         and not key.startswith(keys.worker(""))
     )
 
@@ -463,7 +463,8 @@ MINIMUM_ACL = (
     "on >s3cret resetkeys ~chunksum-acl:* ~arq:* resetchannels &chunksum-acl:* -@all "
     "+@connection +info +dbsize +get +strlen +set +psetex +setex +exists +del +expire +pexpire "
     "+incr +incrby +hset +hsetnx +hget +hgetall +hmget +hvals +hincrby +rpush +lpop +blpop "
-    "+zadd +zrem +zscore +zrangebyscore +zremrangebyscore +zrevrange +zincrby +zscan +zcard "
+    "+zadd +zrem +zpopmax +zscore +zrangebyscore +zremrangebyscore +zrevrange +zincrby +zscan "
+    "+zcard "
     "+watch +unwatch +multi "
     "+exec +discard +eval +evalsha +script|load +publish +subscribe +unsubscribe +wait "
     "+config|get"

@@ -14,6 +14,7 @@ from arq.worker import Worker
 from redis.asyncio.client import PubSub
 
 from app.keys import Keys
+from app.queue import ChunkQueue
 from app.settings import Settings
 from app.submit import Client
 from app.worker.wakeup import QueueWaker
@@ -264,3 +265,73 @@ async def test_new_ids_come_back_rotated(redis: ArqRedis, keys: Keys, waker: Que
     got = await read_queue(redis, keys)
     start = ids.index(got[0])
     assert got == ids[start:] + ids[:start]
+
+
+class TestIdleWorkers:
+    """A waiting worker joins the idle workers once, and leaves them when it has work."""
+
+    @pytest.fixture
+    async def idle_waker(self, redis: ArqRedis, keys: Keys) -> AsyncIterator[QueueWaker]:
+        """Start a QueueWaker that joins the idle workers as ``me``; close it afterwards."""
+        queue = ChunkQueue(redis, keys, job_ttl_s=60, max_chunk_bytes=1 << 20)
+        started = QueueWaker(redis, keys, idle_s=0.2, queue=queue, worker_id="me")
+        await started.start()
+        yield started
+        await started.close()
+
+    async def idle(self, redis: ArqRedis, keys: Keys) -> list[bytes]:
+        """Return the idle workers' ids."""
+        members: list[bytes] = await redis.zrange(keys.idle_workers, 0, -1)
+        return members
+
+    async def joined(self, redis: ArqRedis, keys: Keys) -> None:
+        """Wait until ``me`` is among the idle workers."""
+
+        async def probe() -> bool:
+            return await self.idle(redis, keys) == [b"me"]
+
+        await eventually(probe, what="the worker to join the idle workers")
+
+    async def test_a_waiting_worker_joins_once_per_spell(
+        self, redis: ArqRedis, keys: Keys, idle_waker: QueueWaker
+    ) -> None:
+        """Waiting, the worker joins the idle workers with one command, not one per poll."""
+        before = await command_calls(redis, "zadd")
+        for _ in range(3):  # three polls of an empty queue, 0.2 s each
+            assert await asyncio.wait_for(read_queue(redis, keys), 2) == []
+        assert await command_calls(redis, "zadd") == before + 1
+        assert await self.idle(redis, keys) == [b"me"]
+
+    async def test_a_wake_up_for_it_alone_hands_over_its_jobs(
+        self, redis: ArqRedis, keys: Keys, idle_waker: QueueWaker
+    ) -> None:
+        """A submitter's wake-up for a few jobs reaches the waiting worker on its own channel,
+        takes it out of the idle workers, and the worker has nothing more to remove."""
+        reading = asyncio.create_task(read_queue(redis, keys))
+        await self.joined(redis, keys)
+        removals = await command_calls(redis, "zrem")
+        queue = ChunkQueue(redis, keys, job_ttl_s=60, max_chunk_bytes=1 << 20)
+        async with redis.pipeline(transaction=False) as pipe:
+            queue.add_wake(pipe, "run", [0, 1])
+            assert await pipe.execute() == [1]  # one worker heard it
+        assert sorted(await asyncio.wait_for(reading, 2)) == [b"run:0", b"run:1"]
+        assert await self.idle(redis, keys) == []
+        assert await command_calls(redis, "zrem") == removals
+
+    async def test_a_worker_woken_with_the_others_leaves_the_idle_workers(
+        self, redis: ArqRedis, keys: Keys, idle_waker: QueueWaker
+    ) -> None:
+        """Woken by a wake-up to all, the worker leaves the idle workers itself, so that no
+        submitter picks it while it works; closing, it leaves them too."""
+        reading = asyncio.create_task(read_queue(redis, keys))
+        await self.joined(redis, keys)
+        await redis.publish(keys.wake_channel, "job-1")
+        assert await asyncio.wait_for(reading, 2) == [b"job-1"]
+
+        async def left() -> bool:
+            return await self.idle(redis, keys) == []
+
+        await eventually(left, what="the worker to leave the idle workers")
+        assert await asyncio.wait_for(read_queue(redis, keys), 2) == []  # waits again: joins
+        await idle_waker.close()
+        assert await self.idle(redis, keys) == []

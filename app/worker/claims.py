@@ -20,12 +20,10 @@ from redis.commands.core import AsyncScript
 
 from app import scripts
 from app.keys import ARQ_ABORT_SET, arq_in_progress_key, arq_job_key, arq_retry_key
+from app.queue import CLAIM_BATCH
 from app.worker.lean_chunks import Claimed, LeanChunks, Summed
 from app.worker.loaded_jobs import Loaded
 
-# Jobs claimed per round trip: enough to fill a worker quickly, few enough that one worker
-# woken first doesn't take every chunk of a short run while the others watch.
-CLAIM_BATCH = 8
 # The biggest job record a claim reads for its job: a chunk of a few thousand numbers, whose
 # own round trip would be a good part of its time; a bigger one is read by its job.
 CLAIM_READ_BYTES = 64 * 1024

@@ -34,11 +34,17 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx[QUEUE] = ChunkQueue.for_settings(redis, settings)
     worker: ChunksumWorker | None = ctx.get(WORKER)  # None under `arq app.worker...`
     on_run_ended = None if worker is None else worker.run_ends.ended
+    heartbeat = Heartbeat(redis, keys, None if worker is None else worker.stats)
     ctx["waker"] = waker = QueueWaker(
-        redis, keys, idle_s=settings.worker_poll_s, on_run_ended=on_run_ended
+        redis,
+        keys,
+        idle_s=settings.worker_poll_s,
+        on_run_ended=on_run_ended,
+        queue=ctx[QUEUE],
+        worker_id=heartbeat.worker_id,
     )
     await waker.start()
-    ctx["heartbeat"] = heartbeat = Heartbeat(redis, keys, None if worker is None else worker.stats)
+    ctx["heartbeat"] = heartbeat
     heartbeat.start()
     ctx[WORKER_NAME] = heartbeat.worker_id  # its runs' timelines name it so (app.timeline)
 

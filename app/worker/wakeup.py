@@ -9,11 +9,17 @@ retries and expired leases), then hands arq the named jobs without reading the q
 idle worker costs one queue read per ``worker_poll_s`` and starts claiming a new job as
 soon as the message arrives.
 
+A batch of jobs that one claim takes (``CLAIM_BATCH``) wakes one worker, not all: a worker
+joins the idle workers (``<prefix>:idle``) once as it starts to wait, and the submitter's
+wake-up goes to the one that went idle last, on that worker's own channel (app.queue).
+Woken workers that found nothing to claim cost the busy ones CPU, on a machine of few cores.
+
 arq's worker can't be subclassed from its CLI (``arq app.worker.WorkerSettings``), so the
 waker wraps the queue read of the worker's own Redis client in ``on_startup``.
 """
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +28,7 @@ from arq.connections import ArqRedis
 
 from app.connection import LOST_REDIS, Backoff
 from app.keys import Keys
+from app.queue import ChunkQueue
 
 
 class QueueWaker:
@@ -34,16 +41,26 @@ class QueueWaker:
         *,
         idle_s: float,
         on_run_ended: Callable[[str, str], None] | None = None,
+        queue: ChunkQueue | None = None,
+        worker_id: str | None = None,
     ) -> None:
         """
         Args:
             on_run_ended: called with (run id, status) as each run ends (on the same
                 subscription: see Keys.ends_channel).
+            queue, worker_id: given both, the worker joins the idle workers as it waits, and
+                hears the wake-ups meant for it alone (see ChunkQueue.add_wake).
         """
         self.redis = redis
         self.keys = keys
         self.idle_s = idle_s
         self.on_run_ended = on_run_ended
+        self._queue = queue if worker_id is not None else None
+        self._worker_id = worker_id or ""
+        self._own_channel = keys.worker_wake_channel(self._worker_id).encode()
+        self._idle = False  # among the idle workers, as far as this worker knows
+        self._picked = False  # a submitter took it out of them to wake it alone
+        self._leaving: asyncio.Task[None] | None = None  # its way out of them, under way
         self._ends_channel = keys.ends_channel.encode()
         self._read = redis.zrangebyscore
         self._woken = asyncio.Event()
@@ -56,6 +73,8 @@ class QueueWaker:
         """Subscribe to wake-ups and wrap the worker's queue read."""
         pubsub = self.redis.pubsub()  # with subscribe confirmations: see _listen
         channels = [self.keys.wake_channel]
+        if self._queue is not None:
+            channels.append(self.keys.worker_wake_channel(self._worker_id))
         if self.on_run_ended is not None:
             channels.append(self.keys.ends_channel)
         await pubsub.subscribe(*channels)
@@ -70,6 +89,11 @@ class QueueWaker:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
+        if self._leaving is not None:
+            await asyncio.gather(self._leaving, return_exceptions=True)
+        if self._idle and self._queue is not None:
+            with contextlib.suppress(*LOST_REDIS):  # if Redis is away, a wake-up finds it gone
+                await self._queue.mark_busy(self._worker_id)
 
     async def _read_queue(self, name: str, *args: Any, **kwargs: Any) -> list[bytes]:
         if name != self.keys.queue:
@@ -82,15 +106,39 @@ class QueueWaker:
         job_ids = await self._read_or_back_off(name, *args, **kwargs)
         if job_ids and job_ids != self._last:
             self._last = job_ids
+            self._leave_idle()
             return _rotated(job_ids)
         # nothing new (empty, or the same ids still running elsewhere): wait for a wake-up
+        await self._join_idle()
         try:
             await asyncio.wait_for(self._woken.wait(), self.idle_s)
         except TimeoutError:
             return job_ids
+        self._leave_idle()
         # the wake-up names its jobs: no need to read them (arq's claim checks each one)
         self._last = self._announced[:] or await self._read_or_back_off(name, *args, **kwargs)
         return _rotated(self._last)
+
+    async def _join_idle(self) -> None:
+        """Join the idle workers, once per spell of waiting (see ChunkQueue.add_wake)."""
+        if self._idle or self._queue is None:
+            return
+        self._picked = False
+        with contextlib.suppress(*LOST_REDIS):  # then only wake-ups to all reach it
+            await self._queue.mark_idle(self._worker_id)
+            self._idle = True
+
+    def _leave_idle(self) -> None:
+        """Leave the idle workers, in the background, unless a submitter took it out."""
+        if not self._idle or self._queue is None:
+            return
+        self._idle = False
+        if not self._picked:
+            self._leaving = asyncio.create_task(self._mark_busy(self._queue))
+
+    async def _mark_busy(self, queue: ChunkQueue) -> None:
+        with contextlib.suppress(*LOST_REDIS):  # a wake-up meant for it alone then finds it
+            await queue.mark_busy(self._worker_id)  # busy, and the others' next read finds its jobs
 
     async def _read_or_back_off(self, name: str, *args: Any, **kwargs: Any) -> list[bytes]:
         """Read the queue; while Redis is unreachable, wait (backing off) and read nothing.
@@ -129,6 +177,7 @@ class QueueWaker:
                     continue
                 if message["type"] == "message":
                     self._announced.extend(message["data"].split())
+                    self._picked |= message["channel"] == self._own_channel
                 self._woken.set()
 
 
