@@ -26,7 +26,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from app.connection import LOST_REDIS, Backoff
+from app.connection import LOST_REDIS, REDIS_FAULTS, Backoff
 from app.keys import Keys
 from app.queue import ChunkQueue
 
@@ -60,7 +60,7 @@ class QueueWaker:
         self._own_channel = keys.worker_wake_channel(self._worker_id).encode()
         self._idle = False  # among the idle workers, as far as this worker knows
         self._picked = False  # a submitter took it out of them to wake it alone
-        self._leaving: asyncio.Task[None] | None = None  # its way out of them, under way
+        self._leaving: set[asyncio.Task[None]] = set()  # its ways out of them, under way
         self._ends_channel = keys.ends_channel.encode()
         self._read = redis.zrangebyscore
         self._woken = asyncio.Event()
@@ -89,10 +89,9 @@ class QueueWaker:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
-        if self._leaving is not None:
-            await asyncio.gather(self._leaving, return_exceptions=True)
+        await asyncio.gather(*self._leaving, return_exceptions=True)
         if self._idle and self._queue is not None:
-            with contextlib.suppress(*LOST_REDIS):  # if Redis is away, a wake-up finds it gone
+            with contextlib.suppress(*REDIS_FAULTS):  # if Redis is away, a wake-up finds it gone
                 await self._queue.mark_busy(self._worker_id)
 
     async def _read_queue(self, name: str, *args: Any, **kwargs: Any) -> list[bytes]:
@@ -123,8 +122,9 @@ class QueueWaker:
         """Join the idle workers, once per spell of waiting (see ChunkQueue.add_wake)."""
         if self._idle or self._queue is None:
             return
+        await asyncio.gather(*self._leaving, return_exceptions=True)  # not after it joins
         self._picked = False
-        with contextlib.suppress(*LOST_REDIS):  # then only wake-ups to all reach it
+        with contextlib.suppress(*REDIS_FAULTS):  # then only wake-ups to all reach it
             await self._queue.mark_idle(self._worker_id)
             self._idle = True
 
@@ -134,10 +134,12 @@ class QueueWaker:
             return
         self._idle = False
         if not self._picked:
-            self._leaving = asyncio.create_task(self._mark_busy(self._queue))
+            leaving = asyncio.create_task(self._mark_busy(self._queue))
+            self._leaving.add(leaving)
+            leaving.add_done_callback(self._leaving.discard)
 
     async def _mark_busy(self, queue: ChunkQueue) -> None:
-        with contextlib.suppress(*LOST_REDIS):  # a wake-up meant for it alone then finds it
+        with contextlib.suppress(*REDIS_FAULTS):  # a wake-up meant for it alone then finds it
             await queue.mark_busy(self._worker_id)  # busy, and the others' next read finds its jobs
 
     async def _read_or_back_off(self, name: str, *args: Any, **kwargs: Any) -> list[bytes]:
