@@ -125,7 +125,7 @@ class ChunkQueue:
             pipe.publish(self.keys.wake_channel, names)
             return
         one_worker = self.keys.worker_wake_channel("")  # the worker's id follows
-        wake = scripts.source("wake")
+        wake = scripts.source("wake", prelude=False)  # 0.5 KB with each small batch, not 2
         pipe.eval(wake, 1, self.keys.idle_workers, self.keys.wake_channel, one_worker, names)
 
     async def mark_idle(self, worker_id: str) -> None:

@@ -12,8 +12,9 @@ from importlib import resources
 
 
 @functools.cache
-def source(name: str) -> str:
-    """Return the Lua source of script ``name`` (``app/lua/<name>.lua``), prelude first."""
+def source(name: str, *, prelude: bool = True) -> str:
+    """Return the Lua source of script ``name`` (``app/lua/<name>.lua``), prelude first
+    unless ``prelude`` is False (a script that uses none of it, sent with EVAL each time)."""
     folder = resources.files("app").joinpath("lua")
-    prelude = folder.joinpath("prelude.lua").read_text(encoding="utf-8")
-    return prelude + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    text = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    return folder.joinpath("prelude.lua").read_text(encoding="utf-8") + text if prelude else text
